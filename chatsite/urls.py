@@ -1,0 +1,9 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("conversations.account_urls")),
+    path("demo/v1/", include("conversations.demo_urls")),
+    path("", include("conversations.urls")),
+]

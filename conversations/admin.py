@@ -1,0 +1,38 @@
+from django.contrib import admin
+
+from .models import Conversation, Message
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    fields = ("role", "status", "content", "model", "finish_reason", "created_at")
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ("display_title", "owner", "model", "created_at", "updated_at")
+    list_select_related = ("owner",)
+    list_filter = ("model", "created_at")
+    search_fields = ("title", "owner__username", "public_id")
+    readonly_fields = ("public_id", "created_at", "updated_at")
+    inlines = [MessageInline]
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ("id", "conversation", "role", "status", "model", "created_at")
+    list_select_related = ("conversation",)
+    list_filter = ("role", "status", "model")
+    search_fields = ("content", "conversation__title", "upstream_request_id")
+    readonly_fields = (
+        "created_at",
+        "first_token_at",
+        "completed_at",
+        "upstream_request_id",
+        "generation_channel",
+    )
+    raw_id_fields = ("conversation",)

@@ -1,0 +1,194 @@
+"""The conversation websocket: socket <-> generation, through the channel layer.
+
+The consumer only orchestrates. It authorises the socket, turns client frames into calls
+of `generation` and relays the conversation group's frames to the browser. It never runs
+a stream itself: Channels handles one message of a consumer at a time, so a stream inside
+receive() would make Stop wait for the end of the answer.
+
+Joining while an answer streams: the socket joins the group first, then asks the running
+generation (wherever it runs) for a snapshot of the text published so far. Frames that
+arrive before the snapshot are held back and only those newer than it are relayed, so the
+reader sees no text twice and none missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from . import fragments, generation, selectors
+from .models import Conversation, Message
+from .services import ConversationBusy
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_TIMEOUT = 3.0  # seconds to wait for a running generation to answer
+
+
+class ConversationConsumer(AsyncWebsocketConsumer):
+    conversation: Conversation | None = None
+    group: str = ""
+    awaiting_snapshot: int | None = None
+    held_frames: list[dict[str, Any]]
+    snapshot_timer: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        self.held_frames = []
+        user = self.scope.get("user")
+        public_id = self.scope["url_route"]["kwargs"]["public_id"]
+        conversation = await database_sync_to_async(selectors.conversation_get)(
+            user=user, public_id=public_id
+        )
+        if conversation is None:
+            # Anonymous, someone else's, or no such conversation: refuse the handshake
+            # (HTTP 403) before a single byte of data is sent.
+            await self.close()
+            return
+        self.conversation = conversation
+        self.group = generation.group_name(conversation)
+        # Join before looking at the database, so no frame can fall in between.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self._catch_up()
+
+    async def disconnect(self, code: int) -> None:
+        if self.snapshot_timer is not None:
+            self.snapshot_timer.cancel()
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        # The answer goes on without us: a generation never belongs to a socket.
+
+    # --- client frames ------------------------------------------------------------------
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self._error("Frames must be JSON text.")
+            return
+        if len(text_data.encode()) > settings.CHATSITE_MAX_FRAME_BYTES:
+            await self._error("That frame is too large.")
+            return
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            await self._error("That frame was not valid JSON.")
+            return
+        if not isinstance(frame, dict):
+            await self._error("A frame must be a JSON object.")
+            return
+        # htmx's ws-send adds form fields and a HEADERS key: extra keys are ignored.
+        action = frame.get("action")
+        if action == "send":
+            await self._send_message(frame)
+        elif action == "stop":
+            await self._stop()
+        else:
+            await self._error("Unknown action.")
+
+    async def _send_message(self, frame: dict[str, Any]) -> None:
+        assert self.conversation is not None
+        key = frame.get("client_key") if isinstance(frame.get("client_key"), str) else ""
+        try:
+            await generation.generation_begin(
+                conversation=self.conversation,
+                text=frame.get("message"),  # type: ignore[arg-type]  # cleaned in services
+                server=self.scope.get("server"),
+            )
+        except ValidationError as exc:
+            await self._error(" ".join(exc.messages))
+            return
+        except ConversationBusy as exc:
+            await self._error(exc.user_message)
+            return
+        await self.send(text_data=fragments.feedback_html(accepted_key=key or "accepted"))
+
+    async def _stop(self) -> None:
+        assert self.conversation is not None
+        answer = await database_sync_to_async(selectors.message_get_streaming)(
+            conversation=self.conversation
+        )
+        if answer is None:
+            await self._error("There is no answer being written to stop.")
+            return
+        await generation.generation_stop(answer=answer)
+
+    async def _error(self, text: str) -> None:
+        await self.send(text_data=fragments.feedback_html(error=text))
+
+    # --- catching up --------------------------------------------------------------------
+    async def _catch_up(self) -> None:
+        assert self.conversation is not None
+        answer = await database_sync_to_async(selectors.message_get_streaming)(
+            conversation=self.conversation
+        )
+        if answer is None:
+            # The page may predate the end of an answer: bring its last state and an
+            # unlocked composer.
+            await self._send_saved_state()
+            return
+        self.awaiting_snapshot = answer.pk
+        self.held_frames = []
+        await self._request_snapshot(answer)
+
+    async def _request_snapshot(self, answer: Message) -> None:
+        await self.channel_layer.send(
+            answer.generation_channel,
+            {"type": "generation.snapshot", "reply_to": self.channel_name},
+        )
+        self.snapshot_timer = asyncio.create_task(self._snapshot_deadline(answer.pk))
+
+    async def _snapshot_deadline(self, message_id: int) -> None:
+        await asyncio.sleep(SNAPSHOT_TIMEOUT)
+        await self.channel_layer.send(
+            self.channel_name, {"type": "snapshot.timeout", "message_id": message_id}
+        )
+
+    async def _send_saved_state(self) -> None:
+        assert self.conversation is not None
+        messages = await database_sync_to_async(selectors.message_list)(
+            conversation=self.conversation
+        )
+        last = messages[-1] if messages else None
+        streaming = last is not None and last.is_streaming
+        html = fragments.composer_controls_html(streaming=streaming)
+        if last is not None and last.role == Message.Role.ASSISTANT:
+            html = fragments.message_html(last) + html
+        await self.send(text_data=html)
+
+    # --- group and generation events ----------------------------------------------------
+    async def chat_frame(self, event: dict[str, Any]) -> None:
+        if self.awaiting_snapshot == event["message_id"]:
+            if not event["final"]:
+                self.held_frames.append(event)
+                return
+            self._end_wait()  # a final frame is a whole message: it replaces everything
+        await self.send(text_data=event["html"])
+
+    async def chat_snapshot(self, event: dict[str, Any]) -> None:
+        if self.awaiting_snapshot != event["message_id"]:
+            return  # late: a final frame has already said everything
+        held = [f for f in self.held_frames if f["seq"] > event["seq"]]
+        self._end_wait()
+        await self.send(text_data=event["html"])
+        for frame in held:
+            await self.send(text_data=frame["html"])
+
+    async def snapshot_timeout(self, event: dict[str, Any]) -> None:
+        if self.awaiting_snapshot != event["message_id"]:
+            return
+        # No generation answered: it died with its process. Show what was saved.
+        log.warning("no snapshot for streaming answer %s", event["message_id"])
+        self._end_wait()
+        await self._send_saved_state()
+
+    def _end_wait(self) -> None:
+        self.awaiting_snapshot = None
+        self.held_frames = []
+        if self.snapshot_timer is not None:
+            self.snapshot_timer.cancel()
+            self.snapshot_timer = None

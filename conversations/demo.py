@@ -1,0 +1,262 @@
+"""The built-in demo model: an OpenAI-compatible chat completions endpoint.
+
+It speaks the exact wire format of the chat completions API (SSE `chat.completion.chunk`
+events ending with `data: [DONE]`), so the demo goes through the openai SDK like any real
+model and Stop closes a real HTTP connection. Its answers are canned, but varied, in
+markdown, a few hundred tokens long and paced like a real model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+MODEL = "chatsite-demo"
+
+ANSWERS = [
+    """Good question about **{topic}**. Here is how I would think about it, step by step.
+
+1. **Start from the goal.** Write down, in one sentence, what a good outcome looks like.
+2. **Find the constraint.** Most problems have one bottleneck; everything else is noise.
+3. **Make the smallest experiment** that tells you whether you are right.
+4. **Measure, then decide.** Keep the numbers, not just the conclusion.
+
+A tiny Python sketch of that loop:
+
+```python
+def improve(system, ideas):
+    baseline = measure(system)
+    for idea in ideas:
+        candidate = idea.apply(system)
+        if measure(candidate) > baseline:
+            system, baseline = candidate, measure(candidate)
+    return system
+```
+
+The trick is in step 2: if you optimise something that is not the bottleneck, the \
+experiment will honestly tell you *nothing changed*. That is still a useful answer.
+
+> I am the built-in demo model, so this is a canned reply, but the streaming, Stop and \
+saving you just watched are the real thing.""",
+    """Let me break **{topic}** down into the parts that usually matter.
+
+## The short version
+
+- It depends on *what you optimise for*: speed, cost or simplicity.
+- Pick the simplest option that meets the requirement, then revisit.
+- Write the decision down, with the reason, so that future you can undo it.
+
+## A comparison
+
+| Option | Strength | Weakness |
+| --- | --- | --- |
+| Simple | Easy to reason about | May not scale |
+| Clever | Fast | Hard to debug |
+| Boring | Well documented | Feels slow to adopt |
+
+## A shell one-liner to get started
+
+```bash
+mkdir -p notes && echo "Decision: keep it simple" >> notes/decisions.md
+```
+
+Most of the time the *boring* choice wins, because the cost of a system is paid while \
+running it, not while building it. (This is the demo model speaking: set \
+`OPENAI_BASE_URL` to talk to a real one.)""",
+    """Here is a practical way to approach **{topic}**.
+
+First, a quick checklist:
+
+- [x] Understand the question
+- [ ] Gather the facts
+- [ ] Try a small example
+- [ ] Explain it to someone else
+
+Then an example in JavaScript, since it runs everywhere:
+
+```javascript
+function summarise(items) {{
+  return items
+    .filter((item) => item.important)
+    .map((item) => `- ${{item.title}}`)
+    .join("\\n");
+}}
+```
+
+A few things people often miss:
+
+1. *Edge cases first.* Empty input, huge input, weird input.
+2. *Names matter.* A good name is half the documentation.
+3. *Stop early.* When the answer is good enough, ship it and learn.
+
+If you want, ask me a follow-up and I will happily produce another canned answer. I am \
+the demo model, after all: **consistent, fast, and not very deep**.""",
+    """Thanks for asking about **{topic}**! A little story helps here.
+
+Imagine a librarian who never throws anything away. Every book, every note, every \
+half-finished draft is kept *exactly where it was left*. When you come back a week later, \
+your place is still marked. That is the idea behind a chat that **never loses an answer**.
+
+What makes it work:
+
+- Each answer is saved while it is being written, about once a second.
+- Pressing **Stop** keeps everything written so far.
+- Reloading the page shows the text so far and then continues live.
+
+In SQL terms, the essential invariant is simple:
+
+```sql
+SELECT count(*) FROM message
+WHERE conversation_id = 42 AND status = 'streaming';
+-- never more than 1
+```
+
+That is all for now. I am a demo model, so my stories are short, but they stream token \
+by token just like the real ones.""",
+]
+
+_TOKEN = re.compile(r"\s*\S+|\s+")
+
+
+def _topic(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            words = message["content"].split()
+            topic = " ".join(words[:8])
+            if len(words) > 8:
+                topic += "…"
+            # Keep the demo's markdown intact whatever the user typed.
+            return re.sub(r"[*_`#>\[\]|\\]", "", topic) or "that"
+    return "that"
+
+
+def _answer_for(messages: list[dict[str, Any]]) -> str:
+    user_texts = [m.get("content", "") for m in messages if m.get("role") == "user"]
+    seed = hashlib.sha256(repr(user_texts).encode()).digest()
+    template = ANSWERS[(seed[0] + len(user_texts)) % len(ANSWERS)]
+    return template.format(topic=_topic(messages))
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+def _chunk(cid: str, created: int, delta: dict[str, Any], finish: str | None = None) -> str:
+    payload = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": MODEL,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "usage": None,
+    }
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+async def _stream(messages: list[dict[str, Any]], include_usage: bool) -> AsyncIterator[str]:
+    cid = f"chatcmpl-demo{uuid.uuid4().hex[:20]}"
+    created = int(time.time())
+    rate = max(1.0, float(settings.CHATSITE_DEMO_TOKENS_PER_SECOND))
+    tokens = _tokens(_answer_for(messages))
+    rng = random.Random(cid)
+    yield _chunk(cid, created, {"role": "assistant", "content": "", "refusal": None})
+    await asyncio.sleep(min(0.4, 8 / rate))  # "thinking" before the first token
+    for token in tokens:
+        yield _chunk(cid, created, {"content": token})
+        # A realistic, slightly uneven pace. A client that hangs up cancels this sleep.
+        await asyncio.sleep(rng.uniform(0.5, 1.5) / rate)
+    yield _chunk(cid, created, {}, finish="stop")
+    if include_usage:
+        prompt = sum(len(_tokens(str(m.get("content", "")))) for m in messages)
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": len(tokens),
+            "total_tokens": prompt + len(tokens),
+        }
+        payload = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": MODEL,
+            "system_fingerprint": None,
+            "choices": [],
+            "usage": usage,
+        }
+        yield f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error") -> JsonResponse:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return JsonResponse(body, status=status)
+
+
+@csrf_exempt  # an API endpoint called by the SDK, not by a browser form
+@require_POST
+async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return _error(400, "The request body must be JSON.")
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        return _error(400, "'messages' must be a list of message objects.")
+    request_id = f"req_demo_{uuid.uuid4().hex[:16]}"
+    if body.get("stream"):
+        options = body.get("stream_options") or {}
+        include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+        response: HttpResponse | StreamingHttpResponse = StreamingHttpResponse(
+            _stream(messages, include_usage), content_type="text/event-stream; charset=utf-8"
+        )
+        response["Cache-Control"] = "no-cache"
+    else:
+        text = _answer_for(messages)
+        prompt = sum(len(_tokens(str(m.get("content", "")))) for m in messages)
+        completion = len(_tokens(text))
+        response = JsonResponse(
+            {
+                "id": f"chatcmpl-demo{uuid.uuid4().hex[:20]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": MODEL,
+                "system_fingerprint": None,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                },
+            }
+        )
+    response["x-request-id"] = request_id
+    return response
+
+
+@require_GET
+async def models(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        {
+            "object": "list",
+            "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "chatsite"}],
+        }
+    )

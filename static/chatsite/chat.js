@@ -1,0 +1,102 @@
+// chatsite: keys, scrolling and the composer. No inline script anywhere (CSP).
+(function () {
+  "use strict";
+
+  var BOTTOM_SLACK = 48; // px: "at the bottom" tolerates a little rounding and padding
+  var pendingKey = null;
+
+  function newKey() {
+    if (window.crypto && window.crypto.randomUUID) return window.crypto.randomUUID();
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
+  function messages() { return document.getElementById("messages"); }
+  function composerInput() { return document.getElementById("composer-input"); }
+  function isStreaming() {
+    var controls = document.getElementById("composer-controls");
+    return !!controls && controls.getAttribute("data-streaming") === "true";
+  }
+  function atBottom(el) { return el.scrollHeight - el.scrollTop - el.clientHeight <= BOTTOM_SLACK; }
+
+  // --- following new text only while the reader is at the bottom -------------------------
+  var following = true;
+  var wasStreaming = false;
+
+  function scrollToBottom() {
+    var el = messages();
+    if (el) el.scrollTop = el.scrollHeight;
+  }
+  function updateJump() {
+    var jump = document.getElementById("jump-latest");
+    if (jump) jump.hidden = following;
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var el = messages();
+    if (el) {
+      scrollToBottom();
+      el.addEventListener("scroll", function () {
+        following = atBottom(el);
+        updateJump();
+      }, { passive: true });
+    }
+    var jump = document.getElementById("jump-latest");
+    if (jump) {
+      jump.addEventListener("click", function () {
+        following = true;
+        scrollToBottom();
+        updateJump();
+      });
+    }
+    wasStreaming = isStreaming();
+  });
+
+  document.addEventListener("htmx:wsBeforeMessage", function () {
+    var el = messages();
+    if (el) following = atBottom(el);
+  });
+
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    if (following) scrollToBottom();
+    updateJump();
+    var feedback = document.getElementById("composer-feedback");
+    var input = composerInput();
+    if (feedback && input && pendingKey && feedback.getAttribute("data-accepted") === pendingKey) {
+      // The server saved the message: only now is it safe to clear what was typed.
+      input.value = "";
+      pendingKey = null;
+      input.focus();
+    }
+    var streaming = isStreaming();
+    if (wasStreaming && !streaming && input) input.focus(); // the answer ended
+    wasStreaming = streaming;
+  });
+
+  // --- sending -----------------------------------------------------------------------------
+  document.addEventListener("htmx:wsConfigSend", function (evt) {
+    var form = evt.target;
+    if (!form || form.id !== "composer-form") return;
+    if (isStreaming()) { evt.preventDefault(); return; }
+    pendingKey = newKey();
+    evt.detail.parameters.client_key = pendingKey;
+    following = true; // the reader just asked something: follow the answer
+  });
+
+  // --- keys --------------------------------------------------------------------------------
+  document.addEventListener("keydown", function (evt) {
+    var target = evt.target;
+    if (evt.key === "Enter" && !evt.shiftKey && !evt.isComposing &&
+        target && target.matches && target.matches("textarea[data-enter-submits]")) {
+      evt.preventDefault();
+      if (target.id === "composer-input" && isStreaming()) return;
+      if (target.form) target.form.requestSubmit();
+      return;
+    }
+    if (evt.key === "Escape") {
+      var stop = document.getElementById("stop-button");
+      if (stop) { evt.preventDefault(); stop.click(); }
+    }
+  });
+})();

@@ -1,0 +1,119 @@
+"""Shared fixtures: the fake upstream, users, sockets through the real ASGI application."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from conversations import generation, services, upstream
+
+if TYPE_CHECKING:
+    from tests.fake_upstream import FakeUpstream
+
+API_KEY = "sk-test-THIS-KEY-MUST-NEVER-LEAK-0123456789"
+ORIGIN = b"http://127.0.0.1:8000"
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeUpstream]:
+    from tests.fake_upstream import FakeUpstream
+
+    with FakeUpstream() as server:
+        yield server
+
+
+@pytest.fixture
+def fake(fake_server: FakeUpstream, settings: Any) -> Iterator[FakeUpstream]:
+    """The fake OpenAI-compatible server, configured as this site's upstream."""
+    fake_server.reset()
+    settings.CHATSITE_DEMO_MODE = False
+    settings.OPENAI_BASE_URL = fake_server.base_url
+    settings.OPENAI_API_KEY = API_KEY
+    settings.OPENAI_MODEL = "fake-model"
+    yield fake_server
+    fake_server.reset()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state() -> Iterator[None]:
+    # Each test runs its own event loop: loop-bound objects must not leak between tests.
+    channel_layers.backends.clear()
+    upstream.client_for.cache_clear()
+    yield
+    channel_layers.backends.clear()
+    upstream.client_for.cache_clear()
+
+
+@pytest.fixture
+async def no_stray_generations() -> AsyncIterator[None]:
+    yield
+    tasks = [g.task for g in list(generation.RUNNING.values()) if g.task is not None]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def make_user(username: str = "alice", password: str = "a-long-enough-password") -> Any:
+    return services.user_create(username=username, password=password)
+
+
+def session_cookie(user: Any) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+class Socket:
+    """A browser-like websocket to a conversation, through chatsite.asgi.application."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.communicator = communicator
+        self.frames: list[str] = []
+
+    async def send_json(self, payload: Any) -> None:
+        await self.communicator.send_to(text_data=json.dumps(payload))
+
+    async def send_raw(self, text: str) -> None:
+        await self.communicator.send_to(text_data=text)
+
+    async def receive(self, timeout: float = 5.0) -> str:
+        frame = await self.communicator.receive_from(timeout=timeout)
+        self.frames.append(frame)
+        return frame
+
+    async def receive_until(self, predicate: Any, timeout: float = 10.0) -> str:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"no matching frame within {timeout}s; got {self.frames[-5:]}")
+            frame = await self.receive(timeout=remaining)
+            if predicate(frame):
+                return frame
+
+    async def close(self) -> None:
+        await self.communicator.disconnect()
+
+
+async def open_socket(
+    conversation: Any, user: Any | None, *, origin: bytes = ORIGIN
+) -> tuple[bool, Socket]:
+    from chatsite.asgi import application
+
+    headers = [(b"origin", origin)]
+    if user is not None:
+        headers.append((b"cookie", await sync_to_async(session_cookie)(user)))
+    communicator = WebsocketCommunicator(
+        application, f"/ws/conversations/{conversation.public_id}/", headers=headers
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    return connected, Socket(communicator)
