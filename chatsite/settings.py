@@ -200,7 +200,21 @@ CHATSITE_CHECKPOINT_INTERVAL = env_float("CHATSITE_CHECKPOINT_INTERVAL", 1.0)  #
 CHATSITE_MAX_MESSAGE_CHARS = env_int("CHATSITE_MAX_MESSAGE_CHARS", 32_000)
 CHATSITE_MAX_FRAME_BYTES = env_int("CHATSITE_MAX_FRAME_BYTES", 256_000)
 CHATSITE_UPSTREAM_CONNECT_TIMEOUT = env_float("CHATSITE_UPSTREAM_CONNECT_TIMEOUT", 10.0)
+# No chunk for this long aborts the call (the answer is kept as interrupted).
 CHATSITE_UPSTREAM_IDLE_TIMEOUT = env_float("CHATSITE_UPSTREAM_IDLE_TIMEOUT", 60.0)
+# Retries before the first token (408/409/429/5xx, network): total time budget, seconds.
+CHATSITE_RETRY_BUDGET = env_float("CHATSITE_RETRY_BUDGET", 30.0)
+CHATSITE_RETRY_BASE_DELAY = env_float("CHATSITE_RETRY_BASE_DELAY", 0.5)
+# Runaway answers end, kept and marked, past either cap.
+CHATSITE_MAX_ANSWER_CHARS = env_int("CHATSITE_MAX_ANSWER_CHARS", 200_000)
+CHATSITE_MAX_ANSWER_SECONDS = env_float("CHATSITE_MAX_ANSWER_SECONDS", 900.0)
+# Per-user limits (0 turns one off).
+CHATSITE_MESSAGES_PER_MINUTE = env_int("CHATSITE_MESSAGES_PER_MINUTE", 20)
+CHATSITE_MAX_CONCURRENT_ANSWERS = env_int("CHATSITE_MAX_CONCURRENT_ANSWERS", 3)
+# Each process beats for its answers; an answer whose beat is older than STALE_AFTER
+# belonged to a dead process and is marked interrupted (at start-up and periodically).
+CHATSITE_HEARTBEAT_INTERVAL = env_float("CHATSITE_HEARTBEAT_INTERVAL", 5.0)
+CHATSITE_STALE_AFTER = env_float("CHATSITE_STALE_AFTER", 20.0)
 
 # --- Logging: never the API key ---------------------------------------------------------
 LOGGING = {

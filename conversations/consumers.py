@@ -25,7 +25,7 @@ from django.core.exceptions import ValidationError
 
 from . import fragments, generation, selectors
 from .models import Conversation, Message
-from .services import ConversationBusy
+from .services import ConversationBusy, NotRetryable, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.conversation = conversation
+        generation.supervisor_ensure()
         self.group = generation.group_name(conversation)
         # Join before looking at the database, so no frame can fall in between.
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -83,28 +84,58 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         # htmx's ws-send adds form fields and a HEADERS key: extra keys are ignored.
         action = frame.get("action")
-        if action == "send":
-            await self._send_message(frame)
-        elif action == "stop":
+        if action == "stop":
             await self._stop()
+        elif action in ("send", "retry", "continue"):
+            if not await self._still_signed_in():
+                await self._error("Your session has ended. Sign in again to continue.")
+                await self.close(code=4401)
+                return
+            await self._start(action, frame)
         else:
             await self._error("Unknown action.")
 
-    async def _send_message(self, frame: dict[str, Any]) -> None:
+    async def _still_signed_in(self) -> bool:
+        """A user deactivated or signed out elsewhere starts nothing on an open socket."""
+        session = self.scope.get("session")
+        user = self.scope.get("user")
+        return await database_sync_to_async(selectors.user_session_is_live)(
+            user_id=getattr(user, "pk", None),
+            session_key=getattr(session, "session_key", None),
+        )
+
+    async def _start(self, action: str, frame: dict[str, Any]) -> None:
         assert self.conversation is not None
-        key = frame.get("client_key") if isinstance(frame.get("client_key"), str) else ""
+        key = frame.get("client_key")
+        key = key if isinstance(key, str) else ""
+        server = self.scope.get("server")
         try:
-            await generation.generation_begin(
-                conversation=self.conversation,
-                text=frame.get("message"),  # type: ignore[arg-type]  # cleaned in services
-                server=self.scope.get("server"),
-            )
+            if action == "send":
+                await generation.generation_begin(
+                    conversation=self.conversation,
+                    text=frame.get("message"),  # type: ignore[arg-type]  # cleaned in services
+                    server=server,
+                    client_key=key,
+                )
+            elif action == "retry":
+                await generation.generation_retry(
+                    conversation=self.conversation,
+                    message_id=frame.get("message_id"),
+                    server=server,
+                )
+            else:
+                await generation.generation_continue(
+                    conversation=self.conversation,
+                    message_id=frame.get("message_id"),
+                    server=server,
+                )
         except ValidationError as exc:
             await self._error(" ".join(exc.messages))
             return
-        except ConversationBusy as exc:
+        except (ConversationBusy, RateLimited, NotRetryable) as exc:
             await self._error(exc.user_message)
             return
+        # Only now may the page clear what was typed: the message is saved.
         await self.send(text_data=fragments.feedback_html(accepted_key=key or "accepted"))
 
     async def _stop(self) -> None:
@@ -157,7 +188,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         streaming = last is not None and last.is_streaming
         html = fragments.composer_controls_html(streaming=streaming)
         if last is not None and last.role == Message.Role.ASSISTANT:
-            html = fragments.message_html(last) + html
+            html = fragments.message_html(last, is_last=True) + html
         await self.send(text_data=html)
 
     # --- group and generation events ----------------------------------------------------

@@ -17,8 +17,16 @@ from .models import Message
 PAGE = "conversations/conversation.html"
 
 
-def message_html(message: Message) -> str:
-    return render_to_string(f"{PAGE}#message", {"message": message})
+def message_html(message: Message, *, note: str = "", is_last: bool = False) -> str:
+    context = {"message": message, "note": note, "is_last": is_last}
+    return render_to_string(f"{PAGE}#message", context)
+
+
+def message_note_html(message_id: int, note: str) -> str:
+    """The status line of a streaming answer (e.g. "retrying in 2 s")."""
+    return (
+        f'<p id="message-{message_id}-note" class="message-note" role="status">{escape(note)}</p>'
+    )
 
 
 def message_append_html(message: Message) -> str:

@@ -2,15 +2,19 @@
 
 A generation is an asyncio task of its own, independent of any socket:
 
-* it opens the upstream stream and appends each chunk's text to its buffer;
+* it opens the upstream stream (retrying, before the first token, what is worth
+  retrying, within a time budget) and appends each chunk's text to its buffer;
 * it publishes frames to the conversation's channel-layer group: the first text at once,
   then at most one frame every CHATSITE_FRAME_INTERVAL seconds, each carrying only the new
   text (so a frame's cost never grows with the answer);
 * it checkpoints the text to the database about every CHATSITE_CHECKPOINT_INTERVAL seconds;
 * it listens on a channel of its own, whose name is stored on the answer, so that a Stop
   or a snapshot request from any tab in any process reaches it;
-* whatever happens (end, Stop, upstream failure, shutdown) its `finally` hangs up the
-  upstream and saves the text with a final status.
+* whatever happens (end, Stop, upstream failure, a cap, shutdown) its `finally` hangs up
+  the upstream and saves the text with a final status.
+
+Each process also runs one supervisor task: it beats for the answers this process is
+writing and marks as interrupted the answers of processes that stopped beating.
 
 It never imports a consumer: it knows the conversation's group, not who listens.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,8 +40,13 @@ from .models import Conversation, Message
 
 log = logging.getLogger(__name__)
 
-# Generations running in this process, by answer id (for shutdown and for tests).
+# Generations running in this process, by answer id.
 RUNNING: dict[int, Generation] = {}
+
+CONTINUE_PROMPT = (
+    "Continue your previous answer exactly where it stopped. Do not repeat anything "
+    "you already wrote and do not add any preamble."
+)
 
 
 def group_name(conversation: Conversation) -> str:
@@ -64,6 +74,18 @@ def upstream_config(*, server: tuple[str, int] | None = None) -> upstream.Upstre
     )
 
 
+def retry_delay(attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter; the upstream's Retry-After wins when given."""
+    if retry_after is not None:
+        return retry_after
+    ceiling = min(8.0, settings.CHATSITE_RETRY_BASE_DELAY * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class AnswerCapped(Exception):
+    """The answer ran past the site's length or duration cap."""
+
+
 @dataclass
 class Outcome:
     status: str = Message.Status.COMPLETE
@@ -78,14 +100,19 @@ class Generation:
     channel: str
     config: upstream.UpstreamConfig
     layer: BaseChannelLayer
+    # Text already in the answer (Continue): kept, shown and sent upstream as context.
+    prefix: str = ""
     group: str = ""
     request_id: str = ""
+    note: str = ""
     first_token_at: datetime | None = None
     usage: upstream.Usage | None = None
     finish_reason: str = ""
     seq: int = 0
     _published: list[str] = field(default_factory=list)
     _pending: list[str] = field(default_factory=list)
+    _length: int = 0
+    _received_text: bool = False
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
     _stop_requested: bool = False
     _reader: asyncio.Task[None] | None = None
@@ -95,6 +122,10 @@ class Generation:
 
     def __post_init__(self) -> None:
         self.group = group_name(self.conversation)
+        if self.prefix:
+            self._published.append(self.prefix)
+            self._length = len(self.prefix)
+        self.first_token_at = self.answer.first_token_at
 
     # --- text -------------------------------------------------------------------------
     @property
@@ -114,6 +145,7 @@ class Generation:
         )
         RUNNING[self.answer.pk] = self
         self.task.add_done_callback(lambda _t: RUNNING.pop(self.answer.pk, None))
+        supervisor_ensure()
         return self.task
 
     async def run(self) -> None:
@@ -135,13 +167,18 @@ class Generation:
             else:
                 # This task itself is being cancelled (shutdown): save, then let it go.
                 outcome.status = Message.Status.INTERRUPTED
-                outcome.error = "The server stopped while this answer was being written."
+                outcome.error = "The server restarted while this answer was being written."
                 await asyncio.shield(self._finish(outcome, control, flusher))
                 raise
         except upstream.UpstreamError as exc:
             outcome.status = Message.Status.INTERRUPTED if self.text else Message.Status.ERROR
             outcome.error = exc.user_message
+            if exc.kind is upstream.ErrorKind.RATE_LIMITED and exc.retry_after:
+                outcome.error += f" The service asked to wait {exc.retry_after:.0f} s."
             self.request_id = self.request_id or exc.request_id
+        except AnswerCapped as exc:
+            outcome.status = Message.Status.INTERRUPTED
+            outcome.error = str(exc)
         except Exception:
             log.exception("generation %s failed", self.answer.pk)
             outcome.status = Message.Status.INTERRUPTED if self.text else Message.Status.ERROR
@@ -150,17 +187,60 @@ class Generation:
 
     async def _read(self) -> None:
         history = await database_sync_to_async(selectors.message_history_for_upstream)(
-            conversation_id=self.conversation.pk, before_message_id=self.answer.pk
+            conversation_id=self.conversation.pk,
+            before_message_id=self.answer.pk,
+            reply_to_id=self.answer.reply_to_id,
         )
+        if self.prefix:
+            history += [
+                {"role": "assistant", "content": self.prefix},
+                {"role": "user", "content": CONTINUE_PROMPT},
+            ]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.CHATSITE_RETRY_BUDGET
+        attempt = 0
+        while True:
+            try:
+                await self._read_once(history)
+                return
+            except upstream.UpstreamError as exc:
+                # Once text is on the reader's screen nothing is replayed: no duplicates.
+                if self._received_text or not exc.retryable:
+                    raise
+                attempt += 1
+                delay = retry_delay(attempt, exc.retry_after)
+                if loop.time() + delay > deadline:
+                    raise
+                await self._set_note(
+                    f"{exc.user_message} Retrying in {max(delay, 1):.0f} s (attempt {attempt + 1})…"
+                )
+                await asyncio.sleep(delay)
+
+    async def _read_once(self, history: list[dict[str, str]]) -> None:
         stream = await upstream.open_stream(self.config, model=self.answer.model, messages=history)
         self.request_id = stream.request_id
+        started = time.monotonic()
+        max_chars = settings.CHATSITE_MAX_ANSWER_CHARS
+        max_seconds = settings.CHATSITE_MAX_ANSWER_SECONDS
         try:
             async for event in stream:
                 if event.text:
                     if self.first_token_at is None:
                         self.first_token_at = timezone.now()
+                    self._received_text = True
                     self._pending.append(event.text)
+                    self._length += len(event.text)
                     self._dirty.set()
+                    if self._length >= max_chars:
+                        raise AnswerCapped(
+                            f"The answer reached this site's length limit "
+                            f"({max_chars:,} characters) and was ended."
+                        )
+                    if time.monotonic() - started >= max_seconds:
+                        raise AnswerCapped(
+                            f"The answer reached this site's time limit ({max_seconds:.0f} s) "
+                            "and was ended."
+                        )
                 if event.finish_reason:
                     self.finish_reason = event.finish_reason
                 if event.usage is not None:
@@ -170,7 +250,7 @@ class Generation:
             await stream.close()
 
     def stop(self) -> None:
-        """Stop this answer (called from this process; other processes send a message)."""
+        """Stop this answer (called in this process; other processes send a message)."""
         self._stop_requested = True
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
@@ -196,11 +276,28 @@ class Generation:
     def _snapshot_html(self) -> str:
         # Exactly the published text: the frames after `seq` carry the rest.
         self.answer.content = self.published_text
-        return fragments.message_html(self.answer) + fragments.composer_controls_html(
-            streaming=True
+        return fragments.message_html(self.answer, note=self.note) + (
+            fragments.composer_controls_html(streaming=True)
         )
 
     # --- frames and checkpoints -----------------------------------------------------------
+    async def _publish(self, html: str, *, final: bool = False) -> None:
+        self.seq += 1
+        await self.layer.group_send(
+            self.group,
+            {
+                "type": "chat.frame",
+                "message_id": self.answer.pk,
+                "seq": self.seq,
+                "html": html,
+                "final": final,
+            },
+        )
+
+    async def _set_note(self, note: str) -> None:
+        self.note = note
+        await self._publish(fragments.message_note_html(self.answer.pk, note))
+
     async def _flush_loop(self) -> None:
         interval = settings.CHATSITE_FRAME_INTERVAL
         while True:
@@ -216,17 +313,11 @@ class Generation:
         delta = "".join(self._pending)
         self._pending.clear()
         self._published.append(delta)
-        self.seq += 1
-        await self.layer.group_send(
-            self.group,
-            {
-                "type": "chat.frame",
-                "message_id": self.answer.pk,
-                "seq": self.seq,
-                "html": fragments.text_delta_html(self.answer.pk, delta),
-                "final": False,
-            },
-        )
+        html = fragments.text_delta_html(self.answer.pk, delta)
+        if self.note:  # text is flowing again: the retry notice has done its job
+            self.note = ""
+            html += fragments.message_note_html(self.answer.pk, "")
+        await self._publish(html)
 
     def _maybe_checkpoint(self) -> None:
         now = time.monotonic()
@@ -264,55 +355,122 @@ class Generation:
         )
         if message is None:  # someone else already finalised it
             message = await database_sync_to_async(Message.objects.get)(pk=self.answer.pk)
-        self.seq += 1
-        await self.layer.group_send(
-            self.group,
-            {
-                "type": "chat.frame",
-                "message_id": self.answer.pk,
-                "seq": self.seq,
-                "html": fragments.message_html(message)
-                + fragments.composer_controls_html(streaming=False),
-                "final": True,
-            },
-        )
+        await self._publish(final_html(message), final=True)
 
 
-async def generation_begin(
-    *, conversation: Conversation, text: str, server: tuple[str, int] | None = None
-) -> services.Turn:
-    """Save the user's message and an empty answer, announce them, start the answer.
+def final_html(message: Message) -> str:
+    return fragments.message_html(message, is_last=True) + fragments.composer_controls_html(
+        streaming=False
+    )
 
-    Raises ValidationError (bad text) or ConversationBusy (an answer is streaming).
-    """
+
+# --- starting, stopping -------------------------------------------------------------------
+
+
+def _layer() -> BaseChannelLayer:
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS must be configured"
-    # The channel exists before the answer row, so whoever sees the row can reach it.
-    channel = await layer.new_channel()
-    turn = await database_sync_to_async(services.turn_start)(
-        conversation=conversation, text=text, generation_channel=channel
-    )
+    return layer
+
+
+async def _launch(
+    *,
+    conversation: Conversation,
+    answer: Message,
+    channel: str,
+    server: tuple[str, int] | None,
+    announce: str,
+    prefix: str = "",
+) -> Generation:
+    layer = _layer()
     generation = Generation(
         conversation=conversation,
-        answer=turn.answer,
+        answer=answer,
         channel=channel,
         config=upstream_config(server=server),
         layer=layer,
+        prefix=prefix,
     )
     await layer.group_send(
         generation.group,
         {
             "type": "chat.frame",
-            "message_id": turn.answer.pk,
+            "message_id": answer.pk,
             "seq": 0,
-            "html": fragments.message_append_html(turn.user_message)
-            + fragments.message_append_html(turn.answer)
-            + fragments.composer_controls_html(streaming=True),
+            "html": announce + fragments.composer_controls_html(streaming=True),
             "final": False,
         },
     )
     generation.start()
+    return generation
+
+
+async def generation_begin(
+    *,
+    conversation: Conversation,
+    text: str,
+    server: tuple[str, int] | None = None,
+    client_key: str = "",
+) -> services.Turn:
+    """Save the user's message and an empty answer, announce them, start the answer.
+
+    Raises ValidationError (bad text), ConversationBusy (an answer is streaming) or
+    RateLimited. A repeated client key returns the earlier turn and starts nothing.
+    """
+    # The channel exists before the answer row, so whoever sees the row can reach it.
+    channel = await _layer().new_channel()
+    turn = await database_sync_to_async(services.turn_start)(
+        conversation=conversation, text=text, generation_channel=channel, client_key=client_key
+    )
+    if turn.created:
+        await _launch(
+            conversation=conversation,
+            answer=turn.answer,
+            channel=channel,
+            server=server,
+            announce=fragments.message_append_html(turn.user_message)
+            + fragments.message_append_html(turn.answer),
+        )
     return turn
+
+
+async def generation_retry(
+    *, conversation: Conversation, message_id: Any, server: tuple[str, int] | None = None
+) -> Message:
+    """A new answer to the same question; the earlier answer stays."""
+    channel = await _layer().new_channel()
+    answer = await database_sync_to_async(services.answer_retry)(
+        conversation=conversation, message_id=message_id, generation_channel=channel
+    )
+    previous = await database_sync_to_async(Message.objects.get)(pk=int(message_id))
+    await _launch(
+        conversation=conversation,
+        answer=answer,
+        channel=channel,
+        server=server,
+        # The previous answer loses its buttons: only the latest can be retried.
+        announce=fragments.message_html(previous) + fragments.message_append_html(answer),
+    )
+    return answer
+
+
+async def generation_continue(
+    *, conversation: Conversation, message_id: Any, server: tuple[str, int] | None = None
+) -> Message:
+    """The model continues a partial answer in place."""
+    channel = await _layer().new_channel()
+    answer = await database_sync_to_async(services.answer_continue)(
+        conversation=conversation, message_id=message_id, generation_channel=channel
+    )
+    await _launch(
+        conversation=conversation,
+        answer=answer,
+        channel=channel,
+        server=server,
+        announce=fragments.message_html(answer),
+        prefix=answer.content,
+    )
+    return answer
 
 
 async def generation_stop(*, answer: Message) -> bool:
@@ -323,7 +481,65 @@ async def generation_stop(*, answer: Message) -> bool:
         return True
     if not answer.generation_channel:
         return False
-    layer = get_channel_layer()
-    assert layer is not None
-    await layer.send(answer.generation_channel, {"type": "generation.stop"})
+    await _layer().send(answer.generation_channel, {"type": "generation.stop"})
     return True
+
+
+# --- the process's supervisor: heartbeat, dead answers, shutdown ---------------------------
+
+_supervisor: asyncio.Task[None] | None = None
+
+
+def supervisor_ensure() -> None:
+    """Start this process's supervisor (once per event loop)."""
+    global _supervisor
+    loop = asyncio.get_running_loop()
+    if _supervisor is not None and not _supervisor.done() and _supervisor.get_loop() is loop:
+        return
+    _supervisor = loop.create_task(
+        _supervise(), name="generation-supervisor", context=contextvars.Context()
+    )
+
+
+async def supervise_once() -> list[Message]:
+    """Beat for our answers, and finalise those of processes that stopped beating."""
+    mine = list(RUNNING)
+    await database_sync_to_async(services.message_heartbeat)(message_ids=mine)
+    dead = await database_sync_to_async(services.message_interrupt_stale)(
+        older_than=settings.CHATSITE_STALE_AFTER, exclude_ids=mine
+    )
+    layer = _layer()
+    for message in dead:
+        log.warning("answer %s was left streaming by a dead process", message.pk)
+        await layer.group_send(
+            group_name(message.conversation),
+            {
+                "type": "chat.frame",
+                "message_id": message.pk,
+                "seq": 1 << 62,
+                "html": final_html(message),
+                "final": True,
+            },
+        )
+    return dead
+
+
+async def _supervise() -> None:
+    while True:
+        try:
+            await supervise_once()
+        except Exception:  # a failed beat must not end the supervisor; the next one retries
+            log.exception("generation supervisor")
+        await asyncio.sleep(settings.CHATSITE_HEARTBEAT_INTERVAL)
+
+
+async def shutdown(grace: float = 10.0) -> int:
+    """Graceful shutdown: every answer of this process is saved as interrupted."""
+    tasks = [g.task for g in list(RUNNING.values()) if g.task is not None and not g.task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=grace)
+    if _supervisor is not None:
+        _supervisor.cancel()
+    return len(tasks)

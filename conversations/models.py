@@ -67,13 +67,22 @@ class Message(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # The user message an answer replies to (several answers may reply to one: retries).
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="answers"
+    )
+    # Set by the browser for each submitted message: a double submit or a resend after a
+    # reconnect carries the same key and never creates a second message.
+    client_key = models.CharField(max_length=64, blank=True)
     # Channel-layer address of the generation producing this answer, so that a Stop
     # from any tab in any process can reach it.
     generation_channel = models.CharField(max_length=255, blank=True)
+    # Refreshed by the process running the generation; a streaming answer whose heartbeat
+    # is stale belongs to a dead process and is marked interrupted by any live one.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["conversation", "created_at"], name="msg_conv_created")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(role__in=["user", "assistant", "system"]), name="message_role_valid"
@@ -92,6 +101,19 @@ class Message(models.Model):
                 fields=["conversation"],
                 condition=Q(status="streaming"),
                 name="message_one_streaming_answer_per_conversation",
+            ),
+            models.UniqueConstraint(
+                fields=["conversation", "client_key"],
+                condition=~Q(client_key=""),
+                name="message_client_key_once_per_conversation",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="msg_conv_created"),
+            models.Index(
+                fields=["heartbeat_at"],
+                condition=Q(status="streaming"),
+                name="msg_streaming_heartbeat",
             ),
         ]
 

@@ -8,9 +8,13 @@ None (the caller turns that into a 404 or a refused socket), never the object.
 from __future__ import annotations
 
 import uuid
+from importlib import import_module
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.db.models import QuerySet
+from django.utils.crypto import constant_time_compare
 
 from .models import Conversation, Message
 
@@ -40,6 +44,20 @@ def conversation_get(*, user: Any, public_id: Any) -> Conversation | None:
     return Conversation.objects.filter(owner=user, public_id=uid).first()
 
 
+def user_session_is_live(*, user_id: Any, session_key: str | None) -> bool:
+    """Is this socket's sign-in still valid: session not ended, user active, password same?"""
+    if user_id is None or not session_key:
+        return False
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    data = store.load()
+    if str(data.get(SESSION_KEY)) != str(user_id):
+        return False  # signed out (the session is gone) or someone else's
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        return False
+    return constant_time_compare(str(data.get(HASH_SESSION_KEY, "")), user.get_session_auth_hash())
+
+
 def message_list(*, conversation: Conversation) -> list[Message]:
     return list(conversation.messages.order_by("created_at", "id"))
 
@@ -53,13 +71,31 @@ def message_get(*, conversation: Conversation, message_id: int) -> Message | Non
 
 
 def message_history_for_upstream(
-    *, conversation_id: int, before_message_id: int
+    *, conversation_id: int, before_message_id: int, reply_to_id: int | None = None
 ) -> list[dict[str, str]]:
-    """What the model is sent: every earlier turn with text, in order."""
-    rows = (
+    """What the model is sent for an answer: every earlier turn, in order.
+
+    Each earlier user message is followed by its latest answer with text (a retried turn
+    contributes one answer, not all its attempts). Earlier attempts at the turn being
+    answered are left out, so a retry starts afresh.
+    """
+    rows = list(
         Message.objects.filter(conversation_id=conversation_id, id__lt=before_message_id)
-        .exclude(content="")
         .order_by("created_at", "id")
-        .values_list("role", "content")
+        .values_list("id", "role", "content", "reply_to_id")
     )
-    return [{"role": role, "content": content} for role, content in rows]
+    latest_answer: dict[int | None, int] = {}
+    for pk, role, content, reply_to in rows:
+        if role == Message.Role.ASSISTANT and content:
+            latest_answer[reply_to] = pk
+    history = []
+    for pk, role, content, reply_to in rows:
+        if role == Message.Role.ASSISTANT:
+            if reply_to is not None and reply_to == reply_to_id:
+                continue
+            if latest_answer.get(reply_to) != pk:
+                continue
+        elif not content:
+            continue
+        history.append({"role": role, "content": content})
+    return history

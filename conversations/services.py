@@ -7,8 +7,10 @@ checkpoint can never overwrite a stopped or finished answer.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +30,23 @@ class ConversationBusy(Exception):
         "An answer is still being written in this conversation. Stop it or wait for it "
         "to finish before sending another message."
     )
+
+
+class RateLimited(Exception):
+    """The user asked for more than the site allows right now."""
+
+    def __init__(self, user_message: str, retry_after: float | None = None) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+        self.retry_after = retry_after
+
+
+class NotRetryable(Exception):
+    """That answer cannot be retried or continued (not the latest, or not finished)."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
 
 
 def user_create(*, username: str, password: str, email: str = "") -> AbstractBaseUser:
@@ -62,25 +81,73 @@ def conversation_create(*, owner: Any, model: str, title: str = "") -> Conversat
 class Turn:
     user_message: Message
     answer: Message
+    # False when the submission was a duplicate (same client key): nothing was created.
+    created: bool = True
+
+
+def _rate_check(*, owner_id: int, new_user_message: bool) -> None:
+    """Per-user limits: answers streaming at once, and messages per minute."""
+    concurrent = settings.CHATSITE_MAX_CONCURRENT_ANSWERS
+    streaming = Message.objects.filter(
+        conversation__owner_id=owner_id, status=Message.Status.STREAMING
+    ).count()
+    if concurrent and streaming >= concurrent:
+        raise RateLimited(
+            f"You already have {streaming} answer{'s' if streaming != 1 else ''} being "
+            "written. Wait for one to finish, or stop it, then try again."
+        )
+    per_minute = settings.CHATSITE_MESSAGES_PER_MINUTE
+    if not per_minute or not new_user_message:
+        return
+    since = timezone.now() - timedelta(seconds=60)
+    recent = list(
+        Message.objects.filter(
+            conversation__owner_id=owner_id, role=Message.Role.USER, created_at__gte=since
+        )
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[:per_minute]
+    )
+    if len(recent) >= per_minute:
+        wait = math.ceil((recent[-1] + timedelta(seconds=60) - timezone.now()).total_seconds())
+        wait = max(wait, 1)
+        raise RateLimited(
+            f"You can send {per_minute} messages a minute. Try again in {wait} s.",
+            retry_after=wait,
+        )
 
 
 def turn_start(
-    *, conversation: Conversation, text: str, generation_channel: str, model: str | None = None
+    *,
+    conversation: Conversation,
+    text: str,
+    generation_channel: str,
+    model: str | None = None,
+    client_key: str = "",
 ) -> Turn:
     """Save the user's message and an empty streaming answer, in one transaction.
 
     The user's words are in the database before anything is sent upstream. Refused with
     ConversationBusy when an answer is already streaming (the database constraint is the
-    final judge, so two tabs racing cannot both win).
+    final judge, so two tabs racing cannot both win), with RateLimited past the user's
+    limits. A client key seen before returns the earlier turn with created=False.
     """
     text = message_text_clean(text=text)
+    client_key = client_key[:64] if isinstance(client_key, str) else ""
     now = timezone.now()
     try:
         with transaction.atomic():
+            if client_key:
+                earlier = _turn_for_key(conversation=conversation, client_key=client_key)
+                if earlier is not None:
+                    return earlier
             if conversation.messages.filter(status=Message.Status.STREAMING).exists():
                 raise ConversationBusy
+            _rate_check(owner_id=conversation.owner_id, new_user_message=True)
             user_message = Message.objects.create(
-                conversation=conversation, role=Message.Role.USER, content=text
+                conversation=conversation,
+                role=Message.Role.USER,
+                content=text,
+                client_key=client_key,
             )
             answer = Message.objects.create(
                 conversation=conversation,
@@ -88,14 +155,113 @@ def turn_start(
                 status=Message.Status.STREAMING,
                 model=model or conversation.model,
                 generation_channel=generation_channel,
+                reply_to=user_message,
+                heartbeat_at=now,
             )
             if not conversation.title:
                 conversation.title = _title_from(text)
             conversation.updated_at = now
             conversation.save(update_fields=["title", "updated_at"])
     except IntegrityError as exc:
+        if client_key:
+            earlier = _turn_for_key(conversation=conversation, client_key=client_key)
+            if earlier is not None:  # the same submission, racing itself
+                return earlier
         raise ConversationBusy from exc
     return Turn(user_message=user_message, answer=answer)
+
+
+def _turn_for_key(*, conversation: Conversation, client_key: str) -> Turn | None:
+    user_message = conversation.messages.filter(client_key=client_key).first()
+    if user_message is None:
+        return None
+    answer = user_message.answers.order_by("-id").first()
+    if answer is None:
+        return None
+    return Turn(user_message=user_message, answer=answer, created=False)
+
+
+def _latest_answer(*, conversation: Conversation, message_id: Any) -> Message:
+    try:
+        message_id = int(message_id)
+    except (TypeError, ValueError):
+        raise NotRetryable("That answer does not exist.") from None
+    latest = (
+        conversation.messages.filter(role=Message.Role.ASSISTANT).order_by("-created_at", "-id")
+    ).first()
+    if latest is None or latest.pk != message_id:
+        if not conversation.messages.filter(pk=message_id, role="assistant").exists():
+            raise NotRetryable("That answer does not exist.")
+        raise NotRetryable("Only the latest answer can be retried or continued.")
+    return latest
+
+
+def answer_retry(
+    *, conversation: Conversation, message_id: Any, generation_channel: str
+) -> Message:
+    """A new answer to the same user message; the earlier one is kept."""
+    try:
+        with transaction.atomic():
+            previous = _latest_answer(conversation=conversation, message_id=message_id)
+            if previous.status == Message.Status.STREAMING:
+                raise ConversationBusy
+            if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+                raise ConversationBusy
+            _rate_check(owner_id=conversation.owner_id, new_user_message=False)
+            now = timezone.now()
+            answer = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.ASSISTANT,
+                status=Message.Status.STREAMING,
+                model=conversation.model,
+                generation_channel=generation_channel,
+                reply_to_id=previous.reply_to_id,
+                heartbeat_at=now,
+            )
+            conversation.updated_at = now
+            conversation.save(update_fields=["updated_at"])
+    except IntegrityError as exc:
+        raise ConversationBusy from exc
+    return answer
+
+
+def answer_continue(
+    *, conversation: Conversation, message_id: Any, generation_channel: str
+) -> Message:
+    """Reopen a partial answer so that the model can continue it in place."""
+    try:
+        with transaction.atomic():
+            answer = _latest_answer(conversation=conversation, message_id=message_id)
+            continuable = answer.status in (Message.Status.INTERRUPTED, Message.Status.STOPPED) or (
+                answer.status == Message.Status.COMPLETE and answer.finish_reason == "length"
+            )
+            if answer.status == Message.Status.STREAMING:
+                raise ConversationBusy
+            if not continuable or not answer.content:
+                raise NotRetryable("Only a partial answer can be continued.")
+            _rate_check(owner_id=conversation.owner_id, new_user_message=False)
+            now = timezone.now()
+            answer.status = Message.Status.STREAMING
+            answer.finish_reason = ""
+            answer.error = ""
+            answer.completed_at = None
+            answer.generation_channel = generation_channel
+            answer.heartbeat_at = now
+            answer.save(
+                update_fields=[
+                    "status",
+                    "finish_reason",
+                    "error",
+                    "completed_at",
+                    "generation_channel",
+                    "heartbeat_at",
+                ]
+            )
+            conversation.updated_at = now
+            conversation.save(update_fields=["updated_at"])
+    except IntegrityError as exc:
+        raise ConversationBusy from exc
+    return answer
 
 
 def _title_from(text: str) -> str:
@@ -109,7 +275,7 @@ def message_checkpoint(
     *, message_id: int, content: str, first_token_at: datetime | None = None
 ) -> bool:
     """Save the text so far of a streaming answer; False if it is no longer streaming."""
-    fields: dict[str, Any] = {"content": content}
+    fields: dict[str, Any] = {"content": content, "heartbeat_at": timezone.now()}
     if first_token_at is not None:
         fields["first_token_at"] = first_token_at
     updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
@@ -154,3 +320,39 @@ def message_finalize(
         message = Message.objects.select_related("conversation").get(pk=message_id)
         Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
     return message
+
+
+def message_heartbeat(*, message_ids: Iterable[int]) -> int:
+    """This process is alive and still writing these answers."""
+    ids = list(message_ids)
+    if not ids:
+        return 0
+    return Message.objects.filter(pk__in=ids, status=Message.Status.STREAMING).update(
+        heartbeat_at=timezone.now()
+    )
+
+
+def message_interrupt_stale(*, older_than: float, exclude_ids: Iterable[int] = ()) -> list[Message]:
+    """Mark as interrupted every streaming answer whose process stopped beating.
+
+    Their text is the last checkpoint (at most about a second behind). Returns the
+    messages that this call finalised, for the caller to announce.
+    """
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    stale = list(
+        Message.objects.filter(status=Message.Status.STREAMING, heartbeat_at__lt=cutoff)
+        .exclude(pk__in=list(exclude_ids))
+        .values_list("pk", "content", "first_token_at")
+    )
+    done = []
+    for pk, content, first_token_at in stale:
+        message = message_finalize(
+            message_id=pk,
+            content=content,
+            status=Message.Status.INTERRUPTED,
+            error="The server restarted while this answer was being written.",
+            first_token_at=first_token_at,
+        )
+        if message is not None:
+            done.append(message)
+    return done
