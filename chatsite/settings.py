@@ -112,7 +112,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
-    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("CHATSITE_TEST_DB") or None}
+    # Tests use a file too (not :memory:), so that they see WAL and real locking.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get("CHATSITE_TEST_DB") or str(BASE_DIR / ".test-db.sqlite3")
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,0 +1,219 @@
+"""Sockets come and go; answers do not. Several tabs, rejoining, limits, sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.sessions.models import Session
+
+from conversations.models import Message
+from tests.conftest import make_user, open_socket
+from tests.fake_upstream import FakeUpstream, Stream
+from tests.test_consumers import DELTA, answer, conversation_for, final_frame, messages_of, text_of
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("no_stray_generations"),
+]
+
+SLOW = [f"s{i} " for i in range(150)]
+
+
+async def wait_final(conversation: Any, timeout: float = 10.0) -> Message:
+    for _ in range(int(timeout / 0.02)):
+        saved = await answer(conversation)
+        if saved.status != "streaming":
+            return saved
+        await asyncio.sleep(0.02)
+    raise AssertionError("the answer never ended")
+
+
+def view_of(frames: list[str], message_id: int) -> str:
+    """What a page shows of an answer after these frames: swaps replace, deltas append."""
+    shown = ""
+    for frame in frames:
+        if f'id="message-{message_id}-text"' in frame:
+            shown = text_of(frame, message_id)
+        for mid, delta in DELTA.findall(frame):
+            if int(mid) == message_id:
+                shown += html.unescape(delta)
+    return shown
+
+
+async def test_the_answer_outlives_its_socket(fake: FakeUpstream) -> None:
+    fake.enqueue(Stream(SLOW, interval=0.005))
+    user = await sync_to_async(make_user)()
+    conversation = await conversation_for(user)
+    _, socket = await open_socket(conversation, user)
+    await socket.send_json({"action": "send", "message": "go on without me"})
+    await socket.receive_until(lambda f: bool(DELTA.search(f)))
+    await socket.close()  # the tab is closed mid-answer
+    saved = await wait_final(conversation)
+    assert (saved.status, saved.content) == ("complete", "".join(SLOW))
+
+
+async def test_a_tab_joining_mid_answer_sees_no_duplicated_or_missing_text(
+    fake: FakeUpstream, settings: Any
+) -> None:
+    settings.CHATSITE_FRAME_INTERVAL = 0.01
+    fake.enqueue(Stream(SLOW, interval=0.01))
+    user = await sync_to_async(make_user)()
+    conversation = await conversation_for(user)
+    _, first = await open_socket(conversation, user)
+    await first.send_json({"action": "send", "message": "long"})
+    for _ in range(5):
+        await first.receive_until(lambda f: bool(DELTA.search(f)))
+
+    _, late = await open_socket(conversation, user)  # a reload, or a second tab
+    final = await late.receive_until(final_frame)
+    saved = await answer(conversation)
+    before_final = view_of(late.frames[:-1], saved.pk)
+    assert before_final  # it saw the text so far, then live text
+    assert saved.content.startswith(before_final)
+    assert text_of(final, saved.pk) == saved.content == "".join(SLOW)
+    # Everything the late tab saw streamed in was in order, once.
+    assert len(before_final) > len("".join(SLOW[:5]))
+    await first.close()
+    await late.close()
+
+
+async def test_every_tab_sees_the_stream_and_any_tab_can_stop_it(fake: FakeUpstream) -> None:
+    fake.enqueue(Stream(SLOW * 4, interval=0.02))
+    user = await sync_to_async(make_user)()
+    conversation = await conversation_for(user)
+    _, tab_a = await open_socket(conversation, user)
+    _, tab_b = await open_socket(conversation, user)
+    await tab_a.send_json({"action": "send", "message": "both of you watch"})
+    await tab_a.receive_until(lambda f: bool(DELTA.search(f)))
+    await tab_b.receive_until(lambda f: bool(DELTA.search(f)))
+
+    await tab_b.send_json({"action": "send", "message": "me too"})
+    refusal = await tab_b.receive_until(lambda f: "feedback error" in f)
+    assert "still being written" in refusal
+
+    await tab_b.send_json({"action": "stop"})
+    final_a = await tab_a.receive_until(final_frame)
+    final_b = await tab_b.receive_until(final_frame)
+    saved = await answer(conversation)
+    assert saved.status == "stopped"
+    assert text_of(final_a, saved.pk) == text_of(final_b, saved.pk) == saved.content
+    assert await fake.completions()[0].await_closed(1.0)
+    assert [m.content for m in await messages_of(conversation) if m.role == "user"] == [
+        "both of you watch"
+    ]
+    await tab_a.close()
+    await tab_b.close()
+
+
+async def test_a_double_submit_or_a_resend_creates_no_duplicate(fake: FakeUpstream) -> None:
+    fake.enqueue(Stream(["once"], interval=0.01))
+    user = await sync_to_async(make_user)()
+    conversation = await conversation_for(user)
+    _, socket = await open_socket(conversation, user)
+    frame = {"action": "send", "message": "only once", "client_key": "key-123"}
+    await socket.send_json(frame)
+    await socket.send_json(frame)  # a double click
+    await socket.receive_until(final_frame)
+    _, reconnected = await open_socket(conversation, user)
+    await reconnected.send_json(frame)  # htmx replays its queue after a reconnect
+    ack = await reconnected.receive_until(lambda f: "data-accepted" in f)
+    assert 'data-accepted="key-123"' in ack
+    messages = await messages_of(conversation)
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "only once"),
+        ("assistant", "once"),
+    ]
+    assert len(fake.completions()) == 1
+    assert sum('data-accepted="key-123"' in f for f in socket.frames) == 2
+    await socket.close()
+    await reconnected.close()
+
+
+async def test_messages_per_minute_limit_says_when_to_try_again(
+    fake: FakeUpstream, settings: Any
+) -> None:
+    settings.CHATSITE_MESSAGES_PER_MINUTE = 2
+    user = await sync_to_async(make_user)()
+    conversation = await conversation_for(user)
+    _, socket = await open_socket(conversation, user)
+    for text in ("one", "two"):
+        await socket.send_json({"action": "send", "message": text})
+        await socket.receive_until(final_frame)
+    await socket.send_json({"action": "send", "message": "three"})
+    error = await socket.receive_until(lambda f: "feedback error" in f)
+    assert re.search(r"2 messages a minute\. Try again in \d+ s\.", html.unescape(error))
+    assert [m.content for m in await messages_of(conversation) if m.role == "user"] == [
+        "one",
+        "two",
+    ]
+    assert len(fake.completions()) == 2
+    await socket.close()
+
+
+async def test_concurrent_answers_limit_spans_conversations(
+    fake: FakeUpstream, settings: Any
+) -> None:
+    settings.CHATSITE_MAX_CONCURRENT_ANSWERS = 1
+    fake.enqueue(Stream(SLOW, interval=0.02))
+    user = await sync_to_async(make_user)()
+    first, second = await conversation_for(user), await conversation_for(user)
+    _, a = await open_socket(first, user)
+    _, b = await open_socket(second, user)
+    await a.send_json({"action": "send", "message": "busy"})
+    await a.receive_until(lambda f: bool(DELTA.search(f)))
+    await b.send_json({"action": "send", "message": "also"})
+    error = await b.receive_until(lambda f: "feedback error" in f)
+    assert "1 answer being written" in error
+    assert await messages_of(second) == []
+    await a.send_json({"action": "stop"})
+    await a.receive_until(final_frame)
+    await a.close()
+    await b.close()
+
+
+@pytest.mark.parametrize("how", ["deactivated", "signed out elsewhere"])
+async def test_an_open_socket_starts_nothing_once_the_sign_in_is_gone(
+    fake: FakeUpstream, how: str
+) -> None:
+    user = await sync_to_async(make_user)()
+    conversation = await conversation_for(user)
+    _, socket = await open_socket(conversation, user)
+    await socket.receive_until(lambda f: "composer-controls" in f)
+    if how == "deactivated":
+        user.is_active = False
+        await user.asave()
+    else:
+        await Session.objects.all().adelete()  # what logging out in another tab does
+    await socket.send_json({"action": "send", "message": "hello?"})
+    error = await socket.receive_until(lambda f: "feedback error" in f)
+    assert "Sign in again" in error
+    assert await socket.communicator.receive_output(timeout=2) == {
+        "type": "websocket.close",
+        "code": 4401,
+    }
+    assert await messages_of(conversation) == []
+    assert fake.completions() == []
+
+
+async def test_twenty_answers_at_once_on_sqlite_all_end_without_locking_errors(
+    fake: FakeUpstream, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.CHATSITE_CHECKPOINT_INTERVAL = 0.05  # many writers, often
+    settings.CHATSITE_MAX_CONCURRENT_ANSWERS = 0
+    fake.default = Stream([f"c{i} " for i in range(60)], interval=0.01)
+    users = [await sync_to_async(make_user)(f"user{i}") for i in range(20)]
+    conversations = [await conversation_for(user) for user in users]
+    sockets = [(await open_socket(c, u))[1] for c, u in zip(conversations, users, strict=True)]
+    await asyncio.gather(*(s.send_json({"action": "send", "message": "go"}) for s in sockets))
+    await asyncio.gather(*(s.receive_until(final_frame, timeout=30) for s in sockets))
+    for conversation in conversations:
+        saved = await answer(conversation)
+        assert (saved.status, saved.content) == ("complete", "".join(f"c{i} " for i in range(60)))
+    assert "database is locked" not in caplog.text
+    for socket in sockets:
+        await socket.close()
