@@ -1,12 +1,4 @@
 #!/usr/bin/env bash
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads one).
 set -euo pipefail
-if command -v chromium >/dev/null 2>&1; then
-  exit 0
-fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "Installing Debian's chromium for the browser tests..." >&2
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
-command -v chromium >/dev/null
+exec "$(dirname "$0")/ensure-debian-packages.sh" chromium chromium fonts-dejavu-core

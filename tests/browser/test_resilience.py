@@ -1,0 +1,112 @@
+"""In the browser: reconnect after a network drop, and Stop from another tab."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.conftest import API_KEY, sign_up
+from tests.fake_upstream import FakeUpstream, Stream
+from tests.live import LiveSite
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.browser
+
+ANSWER = '#messages [data-role="assistant"]'
+PIECES = [f"word{i} " for i in range(150)]
+FULL = "".join(PIECES)
+
+
+@pytest.fixture
+def proxied_site(fake_server: FakeUpstream, tmp_path: Path) -> Iterator[TcpProxy]:
+    fake_server.reset()
+    site = LiveSite(
+        tmp_path,
+        {"OPENAI_BASE_URL": fake_server.base_url, "OPENAI_API_KEY": API_KEY, "OPENAI_MODEL": "m"},
+    )
+    site.migrate()
+    site.start()
+    proxy = TcpProxy(site.port).start()
+    yield proxy
+    proxy.stop()
+    site.stop()
+
+
+def test_after_a_network_drop_the_page_reconnects_and_catches_up(
+    page: Page, proxied_site: TcpProxy, fake_server: FakeUpstream
+) -> None:
+    fake_server.enqueue(Stream(PIECES, interval=0.03))
+    base = proxied_site.base
+    sign_up(page, base)
+    page.fill("#new-message", "keep talking")
+    page.press("#new-message", "Enter")
+    page.wait_for_url(f"{base}/conversations/*/")
+    text = page.locator(f"{ANSWER} .message-text")
+    expect(text).to_contain_text("word10 ")
+
+    proxied_site.cut(block_for=1.0)  # the network is gone for a second; the answer goes on
+    samples = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        shown = text.inner_text()
+        samples.append(shown)
+        if page.locator(f'{ANSWER}[data-status="complete"]').count():
+            break
+        time.sleep(0.05)
+    expect(page.locator(f'{ANSWER}[data-status="complete"] .message-text')).to_have_text(
+        FULL.strip()
+    )
+    # What the reader saw was always a prefix of the answer: nothing twice, nothing skipped.
+    assert all(FULL.startswith(s.rstrip()) for s in samples if s)
+    # The only complaints are the browser's own about the lost connection.
+    problems = page.problems  # type: ignore[attr-defined]
+    assert all("WebSocket" in p or "[object Event]" in p for p in problems), problems
+
+
+def test_stop_from_another_tab_stops_the_answer_everywhere(
+    browser: Browser, page: Page, proxied_site: TcpProxy, fake_server: FakeUpstream
+) -> None:
+    fake_server.enqueue(Stream(PIECES * 3, interval=0.03))
+    base = proxied_site.base
+    sign_up(page, base)
+    page.fill("#new-message", "two tabs")
+    page.press("#new-message", "Enter")
+    page.wait_for_url(f"{base}/conversations/*/")
+    expect(page.locator(f"{ANSWER} .message-text")).to_contain_text("word3 ")
+
+    other = page.context.new_page()  # same browser, same sign-in: a second tab
+    other.goto(page.url)
+    other_text = other.locator(f"{ANSWER} .message-text")
+    expect(other_text).to_contain_text("word20 ")  # it follows the stream live
+    other.click("#stop-button")
+
+    for tab in (page, other):
+        expect(tab.locator(f'{ANSWER}[data-status="stopped"]')).to_be_visible()
+        expect(tab.locator("#send-button")).to_be_visible()
+    first = page.locator(f"{ANSWER} .message-text").inner_text()
+    assert first == other_text.inner_text()
+    assert fake_server.completions()[0].wait_closed(2.0)
+    other.close()
+
+
+def test_continue_button_extends_an_interrupted_answer_in_the_page(
+    page: Page, proxied_site: TcpProxy, fake_server: FakeUpstream
+) -> None:
+    fake_server.enqueue(Stream(PIECES, drop_after=3), Stream(["and ", "more."]))
+    base = proxied_site.base
+    sign_up(page, base)
+    page.fill("#new-message", "flaky")
+    page.press("#new-message", "Enter")
+    page.wait_for_url(f"{base}/conversations/*/")
+    interrupted = page.locator(f'{ANSWER}[data-status="interrupted"]')
+    expect(interrupted).to_be_visible()
+    expect(interrupted.locator(".message-status")).to_contain_text("Interrupted")
+
+    interrupted.locator('[data-action="continue"]').click()
+    done = page.locator(f'{ANSWER}[data-status="complete"] .message-text')
+    expect(done).to_have_text("".join(PIECES[:3]) + "and more.")
+    expect(page.locator('[data-action="retry"]')).to_have_count(0)  # complete: nothing to redo
