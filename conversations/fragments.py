@@ -13,13 +13,42 @@ from django.template.loader import render_to_string
 from django.utils.html import escape
 
 from .models import Message
+from .rendering import plain_text, render
 
 PAGE = "conversations/conversation.html"
 
 
-def message_html(message: Message, *, note: str = "", is_last: bool = False) -> str:
+def message_html(
+    message: Message,
+    *,
+    note: str = "",
+    is_last: bool = False,
+    split: tuple[str, str] | None = None,
+) -> str:
+    """A whole message. `split` is a streaming answer's (finished, growing) text."""
+    if split is not None:
+        message.stream_split = split  # type: ignore[attr-defined]
     context = {"message": message, "note": note, "is_last": is_last}
     return render_to_string(f"{PAGE}#message", context)
+
+
+def answer_growth_html(message_id: int, finished: str, tail: str) -> str:
+    """A streaming answer's frame: finished blocks appended once, the growing one replaced.
+
+    Its size and cost depend on the new block and the growing one, never on the answer.
+    """
+    html = ""
+    if finished:
+        blocks = render(finished)
+        html += f'<div hx-swap-oob="beforeend:#message-{message_id}-blocks">{blocks}</div>'
+        html += announce_html(plain_text(blocks))
+    return (
+        html + f'<div id="message-{message_id}-tail" hx-swap-oob="innerHTML">{render(tail)}</div>'
+    )
+
+
+def announce_html(text: str) -> str:
+    return f'<div id="announcer" hx-swap-oob="innerHTML">{escape(text)}</div>' if text else ""
 
 
 def message_note_html(message_id: int, note: str) -> str:
@@ -32,11 +61,6 @@ def message_note_html(message_id: int, note: str) -> str:
 def message_append_html(message: Message) -> str:
     """A new message, appended to the list (its own id makes later swaps find it)."""
     return f'<div hx-swap-oob="beforeend:#messages">{message_html(message)}</div>'
-
-
-def text_delta_html(message_id: int, delta: str) -> str:
-    """New text for a streaming answer, appended in place: the cost is the delta's size."""
-    return f'<div hx-swap-oob="beforeend:#message-{message_id}-text">{escape(delta)}</div>'
 
 
 def composer_controls_html(*, streaming: bool) -> str:

@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from . import fragments, selectors, services, upstream
 from .models import Conversation, Message
+from .rendering import BlockSplitter
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,9 @@ class Generation:
     usage: upstream.Usage | None = None
     finish_reason: str = ""
     seq: int = 0
-    _published: list[str] = field(default_factory=list)
-    _pending: list[str] = field(default_factory=list)
+    _sealed: list[str] = field(default_factory=list)  # finished blocks, as sent
+    _splitter: BlockSplitter = field(default_factory=BlockSplitter)
+    _pending: list[str] = field(default_factory=list)  # received, not yet sent
     _length: int = 0
     _received_text: bool = False
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
@@ -123,18 +125,19 @@ class Generation:
     def __post_init__(self) -> None:
         self.group = group_name(self.conversation)
         if self.prefix:
-            self._published.append(self.prefix)
+            finished, _ = self._splitter.feed(self.prefix)
+            self._sealed.append(finished)
             self._length = len(self.prefix)
         self.first_token_at = self.answer.first_token_at
 
     # --- text -------------------------------------------------------------------------
     @property
-    def published_text(self) -> str:
-        return "".join(self._published)
+    def published_split(self) -> tuple[str, str]:
+        return "".join(self._sealed), self._splitter.window
 
     @property
     def text(self) -> str:
-        return "".join(self._published) + "".join(self._pending)
+        return "".join(self._sealed) + self._splitter.window + "".join(self._pending)
 
     # --- life ---------------------------------------------------------------------------
     def start(self) -> asyncio.Task[None]:
@@ -274,11 +277,12 @@ class Generation:
                 )
 
     def _snapshot_html(self) -> str:
-        # Exactly the published text: the frames after `seq` carry the rest.
-        self.answer.content = self.published_text
-        return fragments.message_html(self.answer, note=self.note) + (
-            fragments.composer_controls_html(streaming=True)
-        )
+        # Exactly the published text, cut where the frames cut it: the frames after
+        # `seq` append to these blocks and replace this tail.
+        sealed, tail = self.published_split
+        self.answer.content = sealed + tail
+        html = fragments.message_html(self.answer, note=self.note, split=(sealed, tail))
+        return html + fragments.composer_controls_html(streaming=True)
 
     # --- frames and checkpoints -----------------------------------------------------------
     async def _publish(self, html: str, *, final: bool = False) -> None:
@@ -312,8 +316,10 @@ class Generation:
             return
         delta = "".join(self._pending)
         self._pending.clear()
-        self._published.append(delta)
-        html = fragments.text_delta_html(self.answer.pk, delta)
+        finished, tail = self._splitter.feed(delta)
+        if finished:
+            self._sealed.append(finished)
+        html = fragments.answer_growth_html(self.answer.pk, finished, tail)
         if self.note:  # text is flowing again: the retry notice has done its job
             self.note = ""
             html += fragments.message_note_html(self.answer.pk, "")

@@ -15,23 +15,16 @@ from conversations import services
 from conversations.models import Conversation, Message
 from tests.conftest import API_KEY, make_user, open_socket
 from tests.fake_upstream import FakeUpstream, Stream
+from tests.frames import is_growth, norm, text_of, view_of
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("no_stray_generations"),
 ]
 
-DELTA = re.compile(r'<div hx-swap-oob="beforeend:#message-(\d+)-text">(.*?)</div>', re.S)
-
 
 def final_frame(frame: str) -> bool:
     return bool(re.search(r'data-role="assistant" data-status="(?!streaming)', frame))
-
-
-def text_of(frame: str, message_id: int) -> str:
-    match = re.search(rf'id="message-{message_id}-text">(.*?)</div>', frame, re.S)
-    assert match, frame
-    return html.unescape(match.group(1))
 
 
 def status_of(frame: str, message_id: int) -> str:
@@ -82,12 +75,11 @@ async def test_answer_streams_in_order_and_is_saved_with_usage(fake: FakeUpstrea
 
     # The deltas arrive in order (the last of them may travel in the final frame, which
     # carries the whole message); the final frame and the database have all the text.
-    streamed = "".join(
-        html.unescape(t) for mid, t in DELTA.findall("".join(socket.frames)) if int(mid) == saved.pk
-    )
-    assert streamed
-    assert "".join(pieces).startswith(streamed)
-    assert text_of(final, saved.pk) == "".join(pieces)
+    growth = [f for f in socket.frames if is_growth(f, saved.pk)]
+    assert len(growth) > 1  # it grew in several frames
+    for n in range(1, len(growth) + 1):
+        assert norm("".join(pieces)).startswith(view_of(growth[:n], saved.pk))
+    assert text_of(final, saved.pk) == norm("".join(pieces))
     assert saved.content == "".join(pieces)
     assert saved.status == "complete"
     assert saved.finish_reason == "stop"
@@ -116,10 +108,11 @@ async def test_fast_model_frames_are_coalesced(fake: FakeUpstream, settings: Any
     _, socket = await open_socket(conversation, user)
     await socket.send_json({"action": "send", "message": "go"})
     await socket.receive_until(final_frame)
-    deltas = DELTA.findall("".join(socket.frames))
-    assert "".join(pieces).startswith("".join(html.unescape(t) for _, t in deltas))
+    growth = [f for f in socket.frames if is_growth(f)]
+    answer_id = int(re.findall(r"message-(\d+)-tail", growth[0])[0])
+    assert norm("".join(pieces)).startswith(view_of(growth, answer_id))
     # ~0.3 s of upstream at one frame per 50 ms: a handful of frames, not 300.
-    assert 1 < len(deltas) < 30
+    assert 1 < len(growth) < 30
     await socket.close()
 
 
@@ -130,7 +123,7 @@ async def test_stop_hangs_up_upstream_and_keeps_partial_as_stopped(fake: FakeUps
     conversation = await conversation_for(user)
     _, socket = await open_socket(conversation, user)
     await socket.send_json({"action": "send", "message": "long story please"})
-    await socket.receive_until(lambda f: bool(DELTA.search(f)))
+    await socket.receive_until(is_growth)
     await asyncio.sleep(0.2)
     log = fake.requests[-1]
 
@@ -147,7 +140,7 @@ async def test_stop_hangs_up_upstream_and_keeps_partial_as_stopped(fake: FakeUps
     assert saved.content
     assert "".join(pieces).startswith(saved.content)
     assert len(saved.content) < len("".join(pieces))
-    assert text_of(final, saved.pk) == saved.content
+    assert text_of(final, saved.pk) == norm(saved.content)
     assert status_of(final, saved.pk) == "stopped"
     assert "Stopped" in final
     assert 'id="send-button"' in final  # the composer is unlocked
@@ -237,7 +230,7 @@ async def test_second_send_while_streaming_is_refused(fake: FakeUpstream) -> Non
     conversation = await conversation_for(user)
     _, socket = await open_socket(conversation, user)
     await socket.send_json({"action": "send", "message": "first"})
-    await socket.receive_until(lambda f: bool(DELTA.search(f)))
+    await socket.receive_until(is_growth)
     await socket.send_json({"action": "send", "message": "second"})
     error = await socket.receive_until(lambda f: "feedback error" in f)
     assert "still being written" in error

@@ -18,7 +18,8 @@ from asgiref.sync import sync_to_async
 from conversations.models import Message
 from tests.conftest import API_KEY, make_user, open_socket
 from tests.fake_upstream import Error, FakeUpstream, Hang, Stream
-from tests.test_consumers import answer, conversation_for, final_frame, messages_of, text_of
+from tests.frames import norm, text_of
+from tests.test_consumers import answer, conversation_for, final_frame, messages_of
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -163,7 +164,7 @@ async def test_failure_after_text_keeps_the_partial_as_interrupted(
     saved = await answer(conversation)
     assert saved.status == "interrupted"
     assert saved.content == "".join(PIECES[:5])
-    assert text_of(final, saved.pk) == saved.content
+    assert text_of(final, saved.pk) == norm(saved.content)
     assert 'data-action="retry"' in final
     assert 'data-action="continue"' in final
     assert len(fake.completions()) == 1  # nothing replayed: no duplicated text
@@ -235,7 +236,7 @@ async def test_continue_extends_the_partial_in_place(fake: FakeUpstream) -> None
     assert saved.pk == partial.pk
     assert saved.status == "complete"
     assert saved.content == "".join(PIECES[:4]) + "and the rest."
-    assert text_of(final, saved.pk) == saved.content
+    assert text_of(final, saved.pk) == norm(saved.content)
     sent = fake.completions()[-1].body["messages"]
     assert sent[0] == {"role": "user", "content": "tell me"}
     assert sent[1] == {"role": "assistant", "content": "".join(PIECES[:4])}

@@ -14,7 +14,8 @@ from django.contrib.sessions.models import Session
 from conversations.models import Message
 from tests.conftest import make_user, open_socket
 from tests.fake_upstream import FakeUpstream, Stream
-from tests.test_consumers import DELTA, answer, conversation_for, final_frame, messages_of, text_of
+from tests.frames import is_growth, norm, text_of, view_of
+from tests.test_consumers import answer, conversation_for, final_frame, messages_of
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -33,25 +34,13 @@ async def wait_final(conversation: Any, timeout: float = 10.0) -> Message:
     raise AssertionError("the answer never ended")
 
 
-def view_of(frames: list[str], message_id: int) -> str:
-    """What a page shows of an answer after these frames: swaps replace, deltas append."""
-    shown = ""
-    for frame in frames:
-        if f'id="message-{message_id}-text"' in frame:
-            shown = text_of(frame, message_id)
-        for mid, delta in DELTA.findall(frame):
-            if int(mid) == message_id:
-                shown += html.unescape(delta)
-    return shown
-
-
 async def test_the_answer_outlives_its_socket(fake: FakeUpstream) -> None:
     fake.enqueue(Stream(SLOW, interval=0.005))
     user = await sync_to_async(make_user)()
     conversation = await conversation_for(user)
     _, socket = await open_socket(conversation, user)
     await socket.send_json({"action": "send", "message": "go on without me"})
-    await socket.receive_until(lambda f: bool(DELTA.search(f)))
+    await socket.receive_until(is_growth)
     await socket.close()  # the tab is closed mid-answer
     saved = await wait_final(conversation)
     assert (saved.status, saved.content) == ("complete", "".join(SLOW))
@@ -67,17 +56,17 @@ async def test_a_tab_joining_mid_answer_sees_no_duplicated_or_missing_text(
     _, first = await open_socket(conversation, user)
     await first.send_json({"action": "send", "message": "long"})
     for _ in range(5):
-        await first.receive_until(lambda f: bool(DELTA.search(f)))
+        await first.receive_until(is_growth)
 
     _, late = await open_socket(conversation, user)  # a reload, or a second tab
     final = await late.receive_until(final_frame)
     saved = await answer(conversation)
     before_final = view_of(late.frames[:-1], saved.pk)
     assert before_final  # it saw the text so far, then live text
-    assert saved.content.startswith(before_final)
-    assert text_of(final, saved.pk) == saved.content == "".join(SLOW)
+    assert norm(saved.content).startswith(before_final)
+    assert text_of(final, saved.pk) == norm(saved.content) == norm("".join(SLOW))
     # Everything the late tab saw streamed in was in order, once.
-    assert len(before_final) > len("".join(SLOW[:5]))
+    assert len(before_final) > len(norm("".join(SLOW[:5])))
     await first.close()
     await late.close()
 
@@ -89,8 +78,8 @@ async def test_every_tab_sees_the_stream_and_any_tab_can_stop_it(fake: FakeUpstr
     _, tab_a = await open_socket(conversation, user)
     _, tab_b = await open_socket(conversation, user)
     await tab_a.send_json({"action": "send", "message": "both of you watch"})
-    await tab_a.receive_until(lambda f: bool(DELTA.search(f)))
-    await tab_b.receive_until(lambda f: bool(DELTA.search(f)))
+    await tab_a.receive_until(is_growth)
+    await tab_b.receive_until(is_growth)
 
     await tab_b.send_json({"action": "send", "message": "me too"})
     refusal = await tab_b.receive_until(lambda f: "feedback error" in f)
@@ -101,7 +90,7 @@ async def test_every_tab_sees_the_stream_and_any_tab_can_stop_it(fake: FakeUpstr
     final_b = await tab_b.receive_until(final_frame)
     saved = await answer(conversation)
     assert saved.status == "stopped"
-    assert text_of(final_a, saved.pk) == text_of(final_b, saved.pk) == saved.content
+    assert text_of(final_a, saved.pk) == text_of(final_b, saved.pk) == norm(saved.content)
     assert await fake.completions()[0].await_closed(1.0)
     assert [m.content for m in await messages_of(conversation) if m.role == "user"] == [
         "both of you watch"
@@ -165,7 +154,7 @@ async def test_concurrent_answers_limit_spans_conversations(
     _, a = await open_socket(first, user)
     _, b = await open_socket(second, user)
     await a.send_json({"action": "send", "message": "busy"})
-    await a.receive_until(lambda f: bool(DELTA.search(f)))
+    await a.receive_until(is_growth)
     await b.send_json({"action": "send", "message": "also"})
     error = await b.receive_until(lambda f: "feedback error" in f)
     assert "1 answer being written" in error

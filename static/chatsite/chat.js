@@ -84,6 +84,29 @@
     following = true; // the reader just asked something: follow the answer
   });
 
+  // --- copy buttons on code blocks (model text carries no script; this is ours) -----------
+  document.addEventListener("click", function (evt) {
+    var button = evt.target && evt.target.closest ? evt.target.closest(".copy-button") : null;
+    if (!button) return;
+    var block = button.closest(".code-block");
+    var code = block ? block.querySelector("code") : null;
+    if (!code) return;
+    var done = function () {
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = "Copy"; }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(code.textContent).then(done, function () {});
+    } else {
+      var range = document.createRange();
+      range.selectNodeContents(code);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      done();
+    }
+  });
+
   // --- keys --------------------------------------------------------------------------------
   document.addEventListener("keydown", function (evt) {
     var target = evt.target;
