@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run migrate test lint format check-browser lock bench clean
+.PHONY: install run migrate test lint format check-browser lock bench bench-render clean
 
 $(STAMP): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ test: install check-browser lint
 lock:
 	$(PYTHON) -m venv /tmp/chatsite-uv && /tmp/chatsite-uv/bin/pip install --quiet uv
 	/tmp/chatsite-uv/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header -o requirements.lock
+
+# Per-frame cost of a growing answer, 1 KB to 100 KB, against re-rendering it all.
+bench-render: install
+	$(BIN)/python -m bench.render_cost
+
+bench: bench-render
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache test-artifacts

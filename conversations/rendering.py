@@ -15,7 +15,6 @@ depends on the size of that block, never on the length of the answer.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,6 +28,7 @@ from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.token import STANDARD_TYPES
 from pygments.util import ClassNotFound
@@ -84,6 +84,15 @@ _CLEANER = nh3.Cleaner(
 )
 
 
+@lru_cache(maxsize=256)
+def _lexer(lang: str) -> Lexer | None:
+    # Looking a lexer up by name scans Pygments' whole registry: do it once per language.
+    try:
+        return get_lexer_by_name(lang)
+    except ClassNotFound:
+        return None
+
+
 def _fence(
     renderer: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType
 ) -> str:
@@ -91,9 +100,9 @@ def _fence(
     lang = _LANG.sub("", token.info.strip().split(" ")[0])[:30] if token.info else ""
     code = token.content
     body = escape(code)
-    if lang and len(code) <= _MAX_HIGHLIGHT:
-        with contextlib.suppress(ClassNotFound):
-            body = highlight(code, get_lexer_by_name(lang), _FORMATTER)
+    lexer = _lexer(lang.lower()) if lang and len(code) <= _MAX_HIGHLIGHT else None
+    if lexer is not None:
+        body = highlight(code, lexer, _FORMATTER)
     label = escape(lang or "text")
     return (
         '<div class="code-block"><div class="code-head">'
