@@ -55,9 +55,11 @@ CHECKPOINTS_KB = [1, 10, 25, 50, 100]
 
 
 def answer_text(size: int) -> str:
-    parts, n = [], 0
-    while sum(map(len, parts)) < size:
+    parts: list[str] = []
+    length = n = 0
+    while length < size:
         parts.append(SECTION.format(n=n))
+        length += len(parts[-1])
         n += 1
     return "".join(parts)[:size]
 
