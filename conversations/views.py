@@ -36,6 +36,7 @@ def conversation_detail(request: HttpRequest, public_id: str) -> HttpResponse:
             "conversation": conversation,
             "messages": messages,
             "streaming": streaming,
+            "conversations": selectors.conversation_list(user=request.user, limit=50),
             "ws_path": f"/ws/conversations/{conversation.public_id}/",
         },
     )

@@ -107,6 +107,25 @@
     }
   });
 
+  // --- the sidebar on narrow screens -------------------------------------------------------
+  function setSidebar(open) {
+    var sidebar = document.getElementById("sidebar");
+    var toggle = document.getElementById("sidebar-toggle");
+    if (!sidebar || !toggle) return false;
+    var wasOpen = sidebar.getAttribute("data-open") === "true";
+    sidebar.setAttribute("data-open", open ? "true" : "false");
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) { var first = sidebar.querySelector("a"); if (first) first.focus(); }
+    else if (wasOpen) toggle.focus();
+    return wasOpen !== open;
+  }
+  document.addEventListener("click", function (evt) {
+    var toggle = evt.target && evt.target.closest ? evt.target.closest("#sidebar-toggle") : null;
+    if (!toggle) return;
+    var sidebar = document.getElementById("sidebar");
+    setSidebar(!(sidebar && sidebar.getAttribute("data-open") === "true"));
+  });
+
   // --- keys --------------------------------------------------------------------------------
   document.addEventListener("keydown", function (evt) {
     var target = evt.target;
@@ -118,6 +137,7 @@
       return;
     }
     if (evt.key === "Escape") {
+      if (setSidebar(false)) { evt.preventDefault(); return; } // first close the drawer
       var stop = document.getElementById("stop-button");
       if (stop) { evt.preventDefault(); stop.click(); }
     }
