@@ -152,3 +152,25 @@ def test_layout_from_phone_to_desktop(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"layout-{width}.png"))
     context.close()
+
+
+def test_code_blocks_copy_and_htmx_is_locked_down(
+    browser: Browser, site: str, fake_server: FakeUpstream
+) -> None:
+    context = browser.new_context()
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site)
+    page = context.new_page()
+    fake_server.enqueue(Stream(["Try:\n\n", "```bash\n", "echo 'hello'\n", "```\n"]))
+    sign_up(page, site)
+    page.fill("#new-message", "a command please")
+    page.press("#new-message", "Enter")
+    block = page.locator(f'{ANSWER}[data-status="complete"] .code-block')
+    expect(block.locator(".code-lang")).to_have_text("bash")
+    block.locator(".copy-button").click()
+    expect(block.locator(".copy-button")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "echo 'hello'\n"
+    config = page.evaluate(
+        "[htmx.config.allowEval, htmx.config.allowScriptTags, htmx.config.selfRequestsOnly]"
+    )
+    assert config == [False, False, True]
+    context.close()
