@@ -111,7 +111,8 @@ def _rate_check(*, owner_id: int, new_user_message: bool) -> None:
         wait = math.ceil((recent[-1] + timedelta(seconds=60) - timezone.now()).total_seconds())
         wait = max(wait, 1)
         raise RateLimited(
-            f"You can send {per_minute} messages a minute. Try again in {wait} s.",
+            f"You can send {per_minute} message{'s' if per_minute != 1 else ''} a minute. "
+            f"Try again in {wait} s.",
             retry_after=wait,
         )
 

@@ -52,24 +52,35 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
         try:
             services.message_text_clean(text=text)
         except ValidationError as exc:
-            conversations = [c async for c in selectors.conversation_list(user=user)]
-            return await sync_to_async(render)(
-                request,
-                "conversations/home.html",
-                {
-                    "conversations": conversations,
-                    "form_error": " ".join(exc.messages),
-                    "form_message": text[: settings.CHATSITE_MAX_MESSAGE_CHARS],
-                },
-                status=400,
-            )
+            return await _home_with_error(request, user, text, " ".join(exc.messages), 400)
     conversation = await sync_to_async(services.conversation_create)(
         owner=user, model=settings.OPENAI_MODEL
     )
     if text.strip():
         server = _server_address(request)
-        await generation.generation_begin(conversation=conversation, text=text, server=server)
+        try:
+            await generation.generation_begin(conversation=conversation, text=text, server=server)
+        except (services.RateLimited, services.ConversationBusy) as exc:
+            # Nothing was saved for the message: leave no empty conversation behind either.
+            await conversation.adelete()
+            return await _home_with_error(request, user, text, exc.user_message, 429)
     return HttpResponseRedirect(reverse("conversation_detail", args=[conversation.public_id]))
+
+
+async def _home_with_error(
+    request: HttpRequest, user: object, text: str, error: str, status: int
+) -> HttpResponse:
+    conversations = [c async for c in selectors.conversation_list(user=user)]
+    return await sync_to_async(render)(
+        request,
+        "conversations/home.html",
+        {
+            "conversations": conversations,
+            "form_error": error,
+            "form_message": text[: settings.CHATSITE_MAX_MESSAGE_CHARS],
+        },
+        status=status,
+    )
 
 
 def _server_address(request: HttpRequest) -> tuple[str, int] | None:

@@ -157,3 +157,21 @@ async def test_new_conversation_with_first_message_starts_the_answer(fake: FakeU
     assert answer is not None
     assert (answer.status, answer.content) == ("complete", "Right away.")
     assert fake.requests[-1].body["messages"] == [{"role": "user", "content": "Start please"}]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("no_stray_generations")
+async def test_new_conversation_past_the_rate_limit_is_refused_and_leaves_nothing(
+    fake: FakeUpstream, settings: Any
+) -> None:
+    settings.CHATSITE_MESSAGES_PER_MINUTE = 1
+    user = await sync_to_async(make_user)()
+    client = AsyncClient()
+    await sync_to_async(client.force_login)(user)
+    first = await client.post("/conversations/new/", {"message": "one"})
+    assert first.status_code == 302
+    second = await client.post("/conversations/new/", {"message": "two"})
+    assert second.status_code == 429
+    assert "1 message a minute. Try again in" in second.content.decode()
+    assert "two" in second.content.decode()  # what was typed is kept in the form
+    assert await Conversation.objects.acount() == 1
