@@ -195,6 +195,10 @@ CHATSITE_DEMO_BASE_URL = os.environ.get("CHATSITE_DEMO_BASE_URL", "")
 OPENAI_MODEL = os.environ.get(
     "OPENAI_MODEL", "chatsite-demo" if CHATSITE_DEMO_MODE else "gpt-4o-mini"
 )
+# The model that writes conversation titles (a short non-streaming request after the
+# first answer); empty: the conversation's own model.
+CHATSITE_TITLE_MODEL = os.environ.get("CHATSITE_TITLE_MODEL", "")
+CHATSITE_TITLE_TIMEOUT = env_float("CHATSITE_TITLE_TIMEOUT", 15.0)
 CHATSITE_DEMO_TOKENS_PER_SECOND = env_float("CHATSITE_DEMO_TOKENS_PER_SECOND", 40.0)
 
 # --- Streaming --------------------------------------------------------------------------

@@ -149,6 +149,27 @@ def _answer_for(messages: list[dict[str, Any]]) -> str:
     return template.format(topic=_topic(messages))
 
 
+def _title_for(messages: list[dict[str, Any]]) -> str | None:
+    """When asked for a conversation title, the demo makes one from the question."""
+    system = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "system")
+    if "title" not in system.lower():
+        return None
+    last = str(messages[-1].get("content", "")) if messages else ""
+    question = last.split("\n\nAssistant:", 1)[0].removeprefix("User:").strip()
+    words = re.sub(r"[^\w\s'-]", " ", question).split()
+    filler = {"how", "do", "does", "what", "why", "when", "where", "which", "who", "is", "are",
+              "can", "could", "would", "should", "i", "you", "me", "please", "tell", "explain",
+              "to", "about"}  # fmt: skip
+    while words and words[0].lower() in filler:
+        words.pop(0)  # "how do I bake bread" is about baking bread
+    small = {"a", "an", "the", "of", "to", "in", "on", "at", "for", "and", "or", "with"}
+    title = " ".join(
+        w.lower() if i and w.lower() in small else w[:1].upper() + w[1:]
+        for i, w in enumerate(words[:6])
+    )
+    return title or "A Chat with the Demo Model"
+
+
 def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
@@ -223,7 +244,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttp
         )
         response["Cache-Control"] = "no-cache"
     else:
-        text = _answer_for(messages)
+        text = _title_for(messages) or _answer_for(messages)
         prompt = sum(len(_tokens(str(m.get("content", "")))) for m in messages)
         completion = len(_tokens(text))
         response = JsonResponse(

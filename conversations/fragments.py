@@ -12,7 +12,7 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
-from .models import Message
+from .models import Conversation, Message
 from .rendering import plain_text, render
 
 PAGE = "conversations/conversation.html"
@@ -70,3 +70,12 @@ def composer_controls_html(*, streaming: bool) -> str:
 def feedback_html(*, error: str = "", accepted_key: str = "") -> str:
     context: dict[str, Any] = {"feedback_error": error, "accepted_key": accepted_key}
     return render_to_string(f"{PAGE}#feedback", context)
+
+
+def conversation_title_html(conversation: Conversation) -> str:
+    """The page header and the sidebar entry of a conversation whose title changed."""
+    title = escape(conversation.display_title)
+    return (
+        f'<h1 id="conversation-title" hx-swap-oob="true">{title}</h1>'
+        f'<span id="nav-title-{conversation.public_id}" hx-swap-oob="true">{title}</span>'
+    )

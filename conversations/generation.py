@@ -362,12 +362,91 @@ class Generation:
         if message is None:  # someone else already finalised it
             message = await database_sync_to_async(Message.objects.get)(pk=self.answer.pk)
         await self._publish(final_html(message), final=True)
+        if message.status == Message.Status.COMPLETE and message.content:
+            # After the answer, never before it: the title must not delay a single token.
+            title_start(conversation=self.conversation, answer=message, config=self.config)
 
 
 def final_html(message: Message) -> str:
     return fragments.message_html(message, is_last=True) + fragments.composer_controls_html(
         streaming=False
     )
+
+
+# --- titles ------------------------------------------------------------------------------
+
+TITLE_PROMPT = (
+    "Write a title of at most six words for the conversation below. Reply with the title "
+    "only: no quotes, no punctuation at the end."
+)
+_TITLE_TASKS: set[asyncio.Task[None]] = set()
+
+
+def title_start(
+    *, conversation: Conversation, answer: Message, config: upstream.UpstreamConfig
+) -> None:
+    if conversation.title_source not in ("", Conversation.TitleSource.WORDS):
+        return
+    task = asyncio.create_task(
+        _title_make(conversation=conversation, answer=answer, config=config),
+        name=f"title-{conversation.pk}",
+        context=contextvars.Context(),
+    )
+    _TITLE_TASKS.add(task)  # a reference, or the task could be collected mid-flight
+    task.add_done_callback(_TITLE_TASKS.discard)
+
+
+async def _title_make(
+    *, conversation: Conversation, answer: Message, config: upstream.UpstreamConfig
+) -> None:
+    question_id = answer.reply_to_id
+    if question_id is None:
+        return
+
+    def first_question() -> str | None:
+        # Only the first finished answer names a conversation.
+        finished = answer.conversation.messages.filter(role="assistant", status="complete")
+        if finished.count() != 1:
+            return None
+        return Message.objects.filter(pk=question_id).values_list("content", flat=True).first()
+
+    question = await database_sync_to_async(first_question)()
+    if not question:
+        return
+    messages = [
+        {"role": "system", "content": TITLE_PROMPT},
+        {
+            "role": "user",
+            "content": f"User: {question[:2000]}\n\nAssistant: {answer.content[:2000]}",
+        },
+    ]
+    try:
+        async with asyncio.timeout(settings.CHATSITE_TITLE_TIMEOUT):
+            text = await upstream.complete_text(
+                config,
+                model=settings.CHATSITE_TITLE_MODEL or conversation.model,
+                messages=messages,
+            )
+    except (upstream.UpstreamError, TimeoutError):
+        log.info(
+            "no title from the model for conversation %s; keeping first words", conversation.pk
+        )
+        return
+    changed = await database_sync_to_async(services.conversation_set_generated_title)(
+        conversation_id=conversation.pk, title=text
+    )
+    if changed:
+        fresh = await database_sync_to_async(Conversation.objects.get)(pk=conversation.pk)
+        await _layer().group_send(
+            group_name(fresh),
+            {
+                "type": "chat.frame",
+                "message_id": 0,
+                "seq": 0,
+                "html": fragments.conversation_title_html(fresh),
+                "final": False,
+            },
+        )
 
 
 # --- starting, stopping -------------------------------------------------------------------

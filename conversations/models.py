@@ -17,7 +17,18 @@ class Conversation(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
+
+    class TitleSource(models.TextChoices):
+        NONE = "", "None"
+        WORDS = "words", "First words of the first message"
+        MODEL = "model", "Written by the model"
+        USER = "user", "Set by the user"
+
     title = models.CharField(max_length=200, blank=True)
+    # Who wrote the title: a model-written title replaces the first words, never a user's.
+    title_source = models.CharField(
+        max_length=8, choices=TitleSource.choices, default=TitleSource.NONE, blank=True
+    )
     model = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
     # Last activity (a message sent or an answer finished): the list is ordered by it.

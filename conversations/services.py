@@ -8,6 +8,7 @@ checkpoint can never overwrite a stopped or finished answer.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -159,10 +160,12 @@ def turn_start(
                 reply_to=user_message,
                 heartbeat_at=now,
             )
-            if not conversation.title:
-                conversation.title = _title_from(text)
-            conversation.updated_at = now
-            conversation.save(update_fields=["title", "updated_at"])
+            # Queryset updates, not save(): this object may be stale (a title written by
+            # the model since it was loaded must not be overwritten).
+            Conversation.objects.filter(pk=conversation.pk).update(updated_at=now)
+            Conversation.objects.filter(pk=conversation.pk, title="").update(
+                title=_title_from(text), title_source=Conversation.TitleSource.WORDS
+            )
     except IntegrityError as exc:
         if client_key:
             earlier = _turn_for_key(conversation=conversation, client_key=client_key)
@@ -357,3 +360,24 @@ def message_interrupt_stale(*, older_than: float, exclude_ids: Iterable[int] = (
         if message is not None:
             done.append(message)
     return done
+
+
+def title_clean(*, text: str) -> str:
+    """A model's title as plain text: one line, no markdown or quotes, at most ~60 chars."""
+    line = next((part for part in text.strip().splitlines() if part.strip()), "")
+    line = re.sub(r"^(?:title\s*:\s*)", "", line.strip(), flags=re.I)
+    line = " ".join(line.strip(" \t\"'`*#_").split())
+    if len(line) > 60:
+        line = line[:60].rsplit(" ", 1)[0].rstrip(" ,.;:-") + "…"
+    return line
+
+
+def conversation_set_generated_title(*, conversation_id: int, title: str) -> bool:
+    """Replace a first-words title with the model's; a title the user chose stays."""
+    title = title_clean(text=title)
+    if not title:
+        return False
+    updated = Conversation.objects.filter(
+        pk=conversation_id, title_source=Conversation.TitleSource.WORDS
+    ).update(title=title, title_source=Conversation.TitleSource.MODEL)
+    return updated == 1

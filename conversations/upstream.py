@@ -229,3 +229,22 @@ async def open_stream(
         raise classify(exc) from exc
     request_id = stream.response.headers.get("x-request-id", "")
     return ChatStream(stream, request_id)
+
+
+async def complete_text(
+    config: UpstreamConfig, *, model: str, messages: list[dict[str, str]], max_tokens: int = 30
+) -> str:
+    """A short non-streaming completion (titles). Raises UpstreamError."""
+    client = client_for(config)
+    try:
+        completion = await client.chat.completions.create(
+            model=model,
+            messages=cast("list[ChatCompletionMessageParam]", messages),
+            max_tokens=max_tokens,
+            stream=False,
+        )
+    except UPSTREAM_EXCEPTIONS as exc:
+        raise classify(exc) from exc
+    if not completion.choices:
+        return ""
+    return completion.choices[0].message.content or ""

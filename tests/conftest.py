@@ -16,7 +16,7 @@ from django.test import Client
 from conversations import generation, services, upstream
 
 if TYPE_CHECKING:
-    from tests.fake_upstream import FakeUpstream
+    from tests.fake_openai import FakeUpstream
 
 API_KEY = "sk-test-THIS-KEY-MUST-NEVER-LEAK-0123456789"
 ORIGIN = b"http://127.0.0.1:8000"
@@ -24,7 +24,7 @@ ORIGIN = b"http://127.0.0.1:8000"
 
 @pytest.fixture(scope="session")
 def fake_server() -> Iterator[FakeUpstream]:
-    from tests.fake_upstream import FakeUpstream
+    from tests.fake_openai import FakeUpstream
 
     with FakeUpstream() as server:
         yield server

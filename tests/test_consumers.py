@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from conversations import services
 from conversations.models import Conversation, Message
 from tests.conftest import API_KEY, make_user, open_socket
-from tests.fake_upstream import FakeUpstream, Stream
+from tests.fake_openai import FakeUpstream, Stream
 from tests.frames import is_growth, norm, text_of, view_of
 
 pytestmark = [
@@ -88,7 +88,7 @@ async def test_answer_streams_in_order_and_is_saved_with_usage(fake: FakeUpstrea
     assert saved.first_token_at is not None
     assert saved.completed_at is not None
     # The user's words and the history went upstream, with the key as a bearer token.
-    request = fake.requests[-1]
+    request = fake.completions()[-1]
     assert request.body["messages"] == [{"role": "user", "content": "Count for me"}]
     assert request.body["stream"] is True
     assert request.body["stream_options"] == {"include_usage": True}
@@ -125,7 +125,7 @@ async def test_stop_hangs_up_upstream_and_keeps_partial_as_stopped(fake: FakeUps
     await socket.send_json({"action": "send", "message": "long story please"})
     await socket.receive_until(is_growth)
     await asyncio.sleep(0.2)
-    log = fake.requests[-1]
+    log = fake.completions()[-1]
 
     stopped_at = time.monotonic()
     await socket.send_json({"action": "stop"})
@@ -157,7 +157,7 @@ async def test_history_of_earlier_turns_goes_upstream(fake: FakeUpstream) -> Non
     socket.frames.clear()
     await socket.send_json({"action": "send", "message": "two"})
     await socket.receive_until(final_frame)
-    assert fake.requests[-1].body["messages"] == [
+    assert fake.completions()[-1].body["messages"] == [
         {"role": "user", "content": "one"},
         {"role": "assistant", "content": "First answer."},
         {"role": "user", "content": "two"},
@@ -265,7 +265,7 @@ async def test_foreign_origins_are_refused(fake: FakeUpstream) -> None:
 async def test_upstream_error_before_text_ends_as_error_with_a_readable_reason(
     fake: FakeUpstream,
 ) -> None:
-    from tests.fake_upstream import Error
+    from tests.fake_openai import Error
 
     fake.enqueue(Error(401))
     user = await sync_to_async(make_user)()

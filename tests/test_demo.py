@@ -67,3 +67,25 @@ async def test_demo_rejects_bad_requests_like_the_api() -> None:
     )
     assert response.status_code == 400
     assert "error" in response.json()
+
+
+async def test_demo_writes_sensible_titles() -> None:
+    response = await AsyncClient().post(
+        "/demo/v1/chat/completions",
+        data=json.dumps(
+            {
+                "model": "chatsite-demo",
+                "messages": [
+                    {"role": "system", "content": "Write a title of at most six words."},
+                    {
+                        "role": "user",
+                        "content": "User: how do I bake sourdough bread at home?\n\n"
+                        "Assistant: Start with a starter...",
+                    },
+                ],
+            }
+        ),
+        content_type="application/json",
+    )
+    completion = ChatCompletion.model_validate_json(response.content)
+    assert completion.choices[0].message.content == "Bake Sourdough Bread at Home"

@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 
 from conversations.models import Message
 from tests.conftest import API_KEY, make_user, open_socket
-from tests.fake_upstream import Error, FakeUpstream, Hang, Stream
+from tests.fake_openai import Error, FakeUpstream, Hang, Stream
 from tests.frames import norm, text_of
 from tests.test_consumers import answer, conversation_for, final_frame, messages_of
 
@@ -74,7 +74,7 @@ async def test_retry_after_is_honoured(fake: FakeUpstream) -> None:
 async def test_connection_errors_and_timeouts_before_text_are_retried(
     fake: FakeUpstream, settings: Any
 ) -> None:
-    from tests.fake_upstream import Drop
+    from tests.fake_openai import Drop
 
     settings.CHATSITE_UPSTREAM_IDLE_TIMEOUT = 0.3
     fake.enqueue(Drop(), Hang(), Stream(PIECES, drop_after=0), Stream(["fine"]))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_upstream import FakeUpstream, Stream
+from tests.fake_openai import FakeUpstream, Stream
 from tests.live import LiveSite, SiteClient
 
 pytestmark = pytest.mark.services

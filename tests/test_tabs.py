@@ -13,7 +13,7 @@ from django.contrib.sessions.models import Session
 
 from conversations.models import Message
 from tests.conftest import make_user, open_socket
-from tests.fake_upstream import FakeUpstream, Stream
+from tests.fake_openai import FakeUpstream, Stream
 from tests.frames import is_growth, norm, text_of, view_of
 from tests.test_consumers import answer, conversation_for, final_frame, messages_of
 

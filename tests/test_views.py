@@ -13,7 +13,7 @@ from django.test import AsyncClient, Client
 from conversations import services
 from conversations.models import Conversation, Message
 from tests.conftest import make_user
-from tests.fake_upstream import FakeUpstream, Stream
+from tests.fake_openai import FakeUpstream, Stream
 
 pytestmark = pytest.mark.django_db
 
@@ -156,7 +156,7 @@ async def test_new_conversation_with_first_message_starts_the_answer(fake: FakeU
         await asyncio.sleep(0.02)
     assert answer is not None
     assert (answer.status, answer.content) == ("complete", "Right away.")
-    assert fake.requests[-1].body["messages"] == [{"role": "user", "content": "Start please"}]
+    assert fake.completions()[-1].body["messages"] == [{"role": "user", "content": "Start please"}]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.fake_upstream import FakeUpstream
+from tests.fake_openai import FakeUpstream
 from tests.live import live_site
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

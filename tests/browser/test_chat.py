@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import API_KEY, sign_up
-from tests.fake_upstream import FakeUpstream, Stream
+from tests.fake_openai import FakeUpstream, Stream
 
 pytestmark = pytest.mark.browser
 
@@ -51,7 +51,7 @@ def test_ask_watch_it_grow_stop_and_find_it_after_reload(
     assert partial
     assert "".join(pieces).startswith(partial)
     assert len(partial) < len("".join(pieces))
-    assert fake_server.requests[-1].wait_closed(2.0)  # Stop hung up the upstream
+    assert fake_server.completions()[-1].wait_closed(2.0)  # Stop hung up the upstream
 
     page.reload()
     after = page.locator(f'{ANSWER}[data-status="stopped"] .message-text')

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import API_KEY, sign_up
-from tests.fake_upstream import FakeUpstream, Stream
+from tests.fake_openai import FakeUpstream, Stream
 from tests.live import LiveSite
 from tests.servers import redis_server
 

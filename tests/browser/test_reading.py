@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import ARTIFACTS, sign_up
-from tests.fake_upstream import FakeUpstream, Stream
+from tests.fake_openai import FakeUpstream, Stream
 
 pytestmark = pytest.mark.browser
 

@@ -6,7 +6,7 @@ daemon thread, speaks HTTP/1.1 with keep-alive and chunked responses, and watche
 connection for the client hanging up while it streams, so a test can assert that Stop
 really closed the upstream connection, and how fast.
 
-Run alone for benchmarks: `python -m tests.fake_upstream --port 8765 --pieces 300 --rate 30`.
+Run alone for benchmarks: `python -m tests.fake_openai --port 8765 --pieces 300 --rate 30`.
 """
 
 from __future__ import annotations
@@ -153,6 +153,7 @@ class FakeUpstream:
         self.requests: list[RequestLog] = []
         self._queue: deque[Reply] = deque()
         self._moderation_queue: deque[Reply] = deque()
+        self._plain_queue: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -169,6 +170,11 @@ class FakeUpstream:
         with self._lock:
             self._queue.extend(replies)
 
+    def enqueue_plain(self, *replies: Reply) -> None:
+        """Replies for non-streaming chat completions (titles), kept apart from streams."""
+        with self._lock:
+            self._plain_queue.extend(replies)
+
     def enqueue_moderation(self, *replies: Reply) -> None:
         with self._lock:
             self._moderation_queue.extend(replies)
@@ -177,11 +183,28 @@ class FakeUpstream:
         with self._lock:
             self._queue.clear()
             self._moderation_queue.clear()
+            self._plain_queue.clear()
             self.requests = []
             self.default = Stream()
 
     def completions(self) -> list[RequestLog]:
-        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+        """Streaming chat completion requests (the answers)."""
+        return [
+            r
+            for r in self.requests
+            if r.path.endswith("/chat/completions")
+            and isinstance(r.body, dict)
+            and r.body.get("stream")
+        ]
+
+    def plain_completions(self) -> list[RequestLog]:
+        """Non-streaming chat completion requests (titles)."""
+        return [
+            r
+            for r in self.requests
+            if r.path.endswith("/chat/completions")
+            and not (isinstance(r.body, dict) and r.body.get("stream"))
+        ]
 
     def wait_for_request(self, n: int = 1, timeout: float = 5.0) -> RequestLog:
         deadline = time.monotonic() + timeout
@@ -309,7 +332,8 @@ class FakeUpstream:
                 )
             if log.method == "POST" and log.path == "/v1/chat/completions":
                 streaming = isinstance(log.body, dict) and bool(log.body.get("stream"))
-                reply = self._next(self._queue, None)
+                queue = self._queue if streaming else self._plain_queue
+                reply = self._next(queue, None)
                 if reply is None:
                     reply = self.default if streaming else self._completion(log)
                 if isinstance(reply, Stream) and not streaming:
