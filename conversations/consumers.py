@@ -35,6 +35,7 @@ SNAPSHOT_TIMEOUT = 3.0  # seconds to wait for a running generation to answer
 class ConversationConsumer(AsyncWebsocketConsumer):
     conversation: Conversation | None = None
     group: str = ""
+    user_group: str = ""
     awaiting_snapshot: int | None = None
     held_frames: list[dict[str, Any]]
     snapshot_timer: asyncio.Task[None] | None = None
@@ -56,6 +57,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.group = generation.group_name(conversation)
         # Join before looking at the database, so no frame can fall in between.
         await self.channel_layer.group_add(self.group, self.channel_name)
+        self.user_group = generation.user_group_name(conversation.owner_id)
+        await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
         await self._catch_up()
 
@@ -64,6 +67,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             self.snapshot_timer.cancel()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
         # The answer goes on without us: a generation never belongs to a socket.
 
     # --- client frames ------------------------------------------------------------------

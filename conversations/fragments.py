@@ -72,10 +72,25 @@ def feedback_html(*, error: str = "", accepted_key: str = "") -> str:
     return render_to_string(f"{PAGE}#feedback", context)
 
 
-def conversation_title_html(conversation: Conversation) -> str:
-    """The page header and the sidebar entry of a conversation whose title changed."""
+def conversation_header_html(conversation: Conversation) -> str:
+    """The page header of a conversation whose title changed (its own tabs)."""
+    return (
+        f'<h1 id="conversation-title" hx-swap-oob="true">{escape(conversation.display_title)}</h1>'
+    )
+
+
+def nav_title_html(conversation: Conversation) -> str:
+    """Its sidebar entry, in every tab of the owner (dropped where the entry is not shown)."""
     title = escape(conversation.display_title)
     return (
-        f'<h1 id="conversation-title" hx-swap-oob="true">{title}</h1>'
-        f'<span id="nav-title-{conversation.public_id}" hx-swap-oob="true">{title}</span>'
+        f'<span id="nav-title-{conversation.public_id}" hx-swap-oob="true" data-user-frame>'
+        f"{title}</span>"
     )
+
+
+def nav_live_html(public_id: Any, *, live: bool) -> str:
+    """The sidebar's live marker of a conversation, on or off, in every tab of the owner."""
+    html = render_to_string(
+        "conversations/live_marker.html", {"public_id": public_id, "live": live}
+    )
+    return html.replace("<span ", '<span data-user-frame hx-swap-oob="true" ', 1)

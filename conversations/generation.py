@@ -54,6 +54,18 @@ def group_name(conversation: Conversation) -> str:
     return f"conversation.{conversation.public_id.hex}"
 
 
+def user_group_name(user_id: int) -> str:
+    """Every open tab of one user (sidebar markers and titles)."""
+    return f"user.{user_id}"
+
+
+async def _publish_to_user(layer: BaseChannelLayer, owner_id: int, html: str) -> None:
+    await layer.group_send(
+        user_group_name(owner_id),
+        {"type": "chat.frame", "message_id": 0, "seq": 0, "html": html, "final": False},
+    )
+
+
 def upstream_config(*, server: tuple[str, int] | None = None) -> upstream.UpstreamConfig:
     """The upstream for new answers: the configured one, or this site's demo endpoint."""
     if settings.CHATSITE_DEMO_MODE:
@@ -362,6 +374,11 @@ class Generation:
         if message is None:  # someone else already finalised it
             message = await database_sync_to_async(Message.objects.get)(pk=self.answer.pk)
         await self._publish(final_html(message), final=True)
+        await _publish_to_user(
+            self.layer,
+            self.conversation.owner_id,
+            fragments.nav_live_html(self.conversation.public_id, live=False),
+        )
         if message.status == Message.Status.COMPLETE and message.content:
             # After the answer, never before it: the title must not delay a single token.
             title_start(conversation=self.conversation, answer=message, config=self.config)
@@ -437,16 +454,18 @@ async def _title_make(
     )
     if changed:
         fresh = await database_sync_to_async(Conversation.objects.get)(pk=conversation.pk)
-        await _layer().group_send(
+        layer = _layer()
+        await layer.group_send(
             group_name(fresh),
             {
                 "type": "chat.frame",
                 "message_id": 0,
                 "seq": 0,
-                "html": fragments.conversation_title_html(fresh),
+                "html": fragments.conversation_header_html(fresh),
                 "final": False,
             },
         )
+        await _publish_to_user(layer, fresh.owner_id, fragments.nav_title_html(fresh))
 
 
 # --- starting, stopping -------------------------------------------------------------------
@@ -487,6 +506,9 @@ async def _launch(
         },
     )
     generation.start()
+    await _publish_to_user(
+        layer, conversation.owner_id, fragments.nav_live_html(conversation.public_id, live=True)
+    )
     return generation
 
 
@@ -605,6 +627,11 @@ async def supervise_once() -> list[Message]:
                 "html": final_html(message),
                 "final": True,
             },
+        )
+        await _publish_to_user(
+            layer,
+            message.conversation.owner_id,
+            fragments.nav_live_html(message.conversation.public_id, live=False),
         )
     return dead
 

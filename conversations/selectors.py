@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils.crypto import constant_time_compare
 
 from .models import Conversation, Message
@@ -31,7 +31,12 @@ def _as_uuid(value: Any) -> uuid.UUID | None:
 def conversation_list(*, user: Any, limit: int = 100) -> QuerySet[Conversation]:
     if not getattr(user, "is_authenticated", False):
         return Conversation.objects.none()
-    return Conversation.objects.filter(owner=user).order_by("-updated_at", "-id")[:limit]
+    streaming = Message.objects.filter(conversation=OuterRef("pk"), status=Message.Status.STREAMING)
+    return (
+        Conversation.objects.filter(owner=user)
+        .annotate(is_live=Exists(streaming))
+        .order_by("-updated_at", "-id")[:limit]
+    )
 
 
 def conversation_get(*, user: Any, public_id: Any) -> Conversation | None:

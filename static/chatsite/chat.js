@@ -84,6 +84,23 @@
     following = true; // the reader just asked something: follow the answer
   });
 
+  // --- frames for the whole user (sidebar markers, titles) may name elements this page
+  // does not show: drop those fragments rather than have htmx report a missing target.
+  htmx.defineExtension("prune-oob", {
+    transformResponse: function (text) {
+      if (text.indexOf('data-user-frame') === -1) return text;
+      var template = document.createElement("template");
+      template.innerHTML = text;
+      Array.prototype.slice.call(template.content.children).forEach(function (el) {
+        var oob = el.getAttribute("hx-swap-oob") || "true";
+        var colon = oob.indexOf(":");
+        var selector = colon === -1 ? "#" + el.id : oob.slice(colon + 1);
+        if (!document.querySelector(selector)) el.remove();
+      });
+      return template.innerHTML;
+    }
+  });
+
   // --- copy buttons on code blocks (model text carries no script; this is ours) -----------
   document.addEventListener("click", function (evt) {
     var button = evt.target && evt.target.closest ? evt.target.closest(".copy-button") : null;

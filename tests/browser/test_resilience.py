@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import API_KEY, sign_up
-from tests.fake_openai import FakeUpstream, Stream
+from tests.fake_openai import FakeUpstream, Json, Stream
 from tests.live import LiveSite
 from tests.tcp_proxy import TcpProxy
 
@@ -110,3 +110,51 @@ def test_continue_button_extends_an_interrupted_answer_in_the_page(
     done = page.locator(f'{ANSWER}[data-status="complete"] .message-text')
     expect(done).to_have_text("".join(PIECES[:3]) + "and more.")
     expect(page.locator('[data-action="retry"]')).to_have_count(0)  # complete: nothing to redo
+
+
+def test_the_sidebar_of_another_tab_shows_the_live_marker_and_the_new_title(
+    page: Page, proxied_site: TcpProxy, fake_server: FakeUpstream
+) -> None:
+    base = proxied_site.base
+    fake_server.enqueue(Stream(["First."]))
+    sign_up(page, base)
+    page.fill("#new-message", "an earlier conversation")
+    page.press("#new-message", "Enter")
+    page.wait_for_url(f"{base}/conversations/*/")
+    expect(page.locator(f'{ANSWER}[data-status="complete"]')).to_be_visible()
+    earlier = page.url
+
+    fake_server.enqueue(Stream(PIECES, interval=0.02))
+    fake_server.enqueue_plain(
+        Json(
+            {
+                "id": "t",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Live Title"},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        )
+    )
+    page.goto(f"{base}/")
+    page.fill("#new-message", "answer me at length")
+    page.press("#new-message", "Enter")
+    page.wait_for_url(f"{base}/conversations/*/")
+    public_id = page.url.rstrip("/").rsplit("/", 1)[1]
+
+    other = page.context.new_page()
+    errors: list[str] = []
+    other.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    other.goto(earlier)  # a tab on the earlier conversation
+    marker = other.locator(f"#nav-live-{public_id}")
+    expect(marker).to_be_visible()  # the new conversation is answering
+    expect(marker).to_be_hidden(timeout=20_000)  # and then it is not
+    expect(other.locator(f"#nav-title-{public_id}")).to_have_text("Live Title")
+    assert errors == []
+    other.close()
