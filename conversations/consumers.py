@@ -203,6 +203,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 return
             self._end_wait()  # a final frame is a whole message: it replaces everything
         await self.send(text_data=event["html"])
+        if event.get("gone"):  # the conversation was deleted: nothing more will come
+            await self.close(code=4404)
 
     async def chat_snapshot(self, event: dict[str, Any]) -> None:
         if self.awaiting_snapshot != event["message_id"]:

@@ -94,3 +94,11 @@ def nav_live_html(public_id: Any, *, live: bool) -> str:
         "conversations/live_marker.html", {"public_id": public_id, "live": live}
     )
     return html.replace("<span ", '<span data-user-frame hx-swap-oob="true" ', 1)
+
+
+def conversation_gone_html() -> str:
+    return render_to_string(f"{PAGE}#gone", {})
+
+
+def nav_gone_html(conversation: Conversation) -> str:
+    return f'<li id="nav-item-{conversation.public_id}" hx-swap-oob="delete" data-user-frame></li>'

@@ -371,8 +371,14 @@ class Generation:
             completion_tokens=usage.completion_tokens if usage else None,
             total_tokens=usage.total_tokens if usage else None,
         )
-        if message is None:  # someone else already finalised it
-            message = await database_sync_to_async(Message.objects.get)(pk=self.answer.pk)
+        if message is None:  # someone else already finalised it (or it was deleted)
+            message = (
+                await Message.objects.filter(pk=self.answer.pk)
+                .select_related("conversation")
+                .afirst()
+            )
+            if message is None:
+                return
         await self._publish(final_html(message), final=True)
         await _publish_to_user(
             self.layer,
@@ -466,6 +472,52 @@ async def _title_make(
             },
         )
         await _publish_to_user(layer, fresh.owner_id, fragments.nav_title_html(fresh))
+
+
+# --- conversation-wide changes ----------------------------------------------------------------
+
+
+async def conversation_announce_title(*, conversation: Conversation) -> None:
+    """A new title, to the conversation's tabs (header) and the owner's tabs (sidebar)."""
+    layer = _layer()
+    await layer.group_send(
+        group_name(conversation),
+        {
+            "type": "chat.frame",
+            "message_id": 0,
+            "seq": 0,
+            "html": fragments.conversation_header_html(conversation),
+            "final": False,
+        },
+    )
+    await _publish_to_user(layer, conversation.owner_id, fragments.nav_title_html(conversation))
+
+
+async def conversation_remove(*, conversation: Conversation) -> None:
+    """Delete a conversation: stop its answer first, then tell every tab it is gone."""
+    answer = await database_sync_to_async(selectors.message_get_streaming)(
+        conversation=conversation
+    )
+    if answer is not None:
+        await generation_stop(answer=answer)
+        for _ in range(100):  # the partial is saved before the rows go
+            await asyncio.sleep(0.02)
+            if not await Message.objects.filter(pk=answer.pk, status="streaming").aexists():
+                break
+    await database_sync_to_async(services.conversation_delete)(conversation=conversation)
+    layer = _layer()
+    await layer.group_send(
+        group_name(conversation),
+        {
+            "type": "chat.frame",
+            "message_id": 0,
+            "seq": 0,
+            "html": fragments.conversation_gone_html(),
+            "final": False,
+            "gone": True,
+        },
+    )
+    await _publish_to_user(layer, conversation.owner_id, fragments.nav_gone_html(conversation))
 
 
 # --- starting, stopping -------------------------------------------------------------------

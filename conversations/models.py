@@ -30,6 +30,8 @@ class Conversation(models.Model):
         max_length=8, choices=TitleSource.choices, default=TitleSource.NONE, blank=True
     )
     model = models.CharField(max_length=200)
+    pinned = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     # Last activity (a message sent or an answer finished): the list is ordered by it.
     updated_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -28,14 +28,17 @@ def _as_uuid(value: Any) -> uuid.UUID | None:
         return None
 
 
-def conversation_list(*, user: Any, limit: int = 100) -> QuerySet[Conversation]:
+def conversation_list(
+    *, user: Any, limit: int = 100, archived: bool = False
+) -> QuerySet[Conversation]:
+    """The user's conversations: pinned first, then by last activity; archived apart."""
     if not getattr(user, "is_authenticated", False):
         return Conversation.objects.none()
     streaming = Message.objects.filter(conversation=OuterRef("pk"), status=Message.Status.STREAMING)
     return (
-        Conversation.objects.filter(owner=user)
+        Conversation.objects.filter(owner=user, archived=archived)
         .annotate(is_live=Exists(streaming))
-        .order_by("-updated_at", "-id")[:limit]
+        .order_by("-pinned", "-updated_at", "-id")[:limit]
     )
 
 

@@ -381,3 +381,38 @@ def conversation_set_generated_title(*, conversation_id: int, title: str) -> boo
         pk=conversation_id, title_source=Conversation.TitleSource.WORDS
     ).update(title=title, title_source=Conversation.TitleSource.MODEL)
     return updated == 1
+
+
+TITLE_MAX_CHARS = 120
+
+
+def conversation_rename(*, conversation: Conversation, title: Any) -> Conversation:
+    """The user's own title (kept from then on: a model never overwrites it)."""
+    if not isinstance(title, str) or not title.strip():
+        raise ValidationError("A title cannot be empty.")
+    title = " ".join(title.split())
+    if len(title) > TITLE_MAX_CHARS:
+        raise ValidationError(f"A title can be at most {TITLE_MAX_CHARS} characters long.")
+    Conversation.objects.filter(pk=conversation.pk).update(
+        title=title, title_source=Conversation.TitleSource.USER
+    )
+    conversation.title, conversation.title_source = title, Conversation.TitleSource.USER
+    return conversation
+
+
+def conversation_set_flags(
+    *, conversation: Conversation, pinned: bool | None = None, archived: bool | None = None
+) -> Conversation:
+    fields: dict[str, bool] = {}
+    if pinned is not None:
+        fields["pinned"] = conversation.pinned = pinned
+    if archived is not None:
+        fields["archived"] = conversation.archived = archived
+    if fields:
+        Conversation.objects.filter(pk=conversation.pk).update(**fields)
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete a conversation and all its messages (stop its answer first)."""
+    Conversation.objects.filter(pk=conversation.pk).delete()

@@ -6,4 +6,17 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("conversations/new/", views.conversation_create, name="conversation_create"),
     path("conversations/<uuid:public_id>/", views.conversation_detail, name="conversation_detail"),
+    path(
+        "conversations/<uuid:public_id>/rename/",
+        views.conversation_rename,
+        name="conversation_rename",
+    ),
+    path(
+        "conversations/<uuid:public_id>/flags/", views.conversation_flags, name="conversation_flags"
+    ),
+    path(
+        "conversations/<uuid:public_id>/delete/",
+        views.conversation_delete,
+        name="conversation_delete",
+    ),
 ]

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from . import generation, selectors, services
+from .fragments import PAGE
+from .models import Conversation
 
 
 @require_GET
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    conversations = selectors.conversation_list(user=request.user)
-    return render(request, "conversations/home.html", {"conversations": conversations})
+    archived = request.GET.get("archived") == "1"
+    conversations = selectors.conversation_list(user=request.user, archived=archived)
+    return render(
+        request, "conversations/home.html", {"conversations": conversations, "archived": archived}
+    )
 
 
 @require_GET
@@ -90,3 +98,65 @@ def _server_address(request: HttpRequest) -> tuple[str, int] | None:
     if server and len(server) == 2 and server[1] is not None:
         return (str(server[0]), int(server[1]))
     return None
+
+
+async def _owned(request: HttpRequest, public_id: Any) -> Conversation:
+    user = await request.auser()
+    conversation = await sync_to_async(selectors.conversation_get)(user=user, public_id=public_id)
+    if conversation is None:
+        raise Http404("No such conversation.")
+    return conversation
+
+
+async def _title_area(
+    request: HttpRequest, conversation: Conversation, *, status: int = 200, **extra: Any
+) -> HttpResponse:
+    user = await request.auser()
+    conversations = [c async for c in selectors.conversation_list(user=user, limit=50)]
+    context = {"conversation": conversation, "conversations": conversations, **extra}
+    area = await sync_to_async(render_to_string)(f"{PAGE}#title_area", context, request=request)
+    sidebar = await sync_to_async(render_to_string)(
+        f"{PAGE}#sidebar_list", context, request=request
+    )
+    return HttpResponse(area + sidebar, status=status)
+
+
+@require_POST
+@login_required
+async def conversation_rename(request: HttpRequest, public_id: str) -> HttpResponse:
+    conversation = await _owned(request, public_id)
+    title = request.POST.get("title", "")
+    try:
+        await sync_to_async(services.conversation_rename)(conversation=conversation, title=title)
+    except ValidationError as exc:
+        # 422: htmx swaps it in (see responseHandling in base.html) so the error shows.
+        return await _title_area(
+            request,
+            conversation,
+            status=422,
+            rename_error=" ".join(exc.messages),
+            rename_value=title[:300],
+        )
+    await generation.conversation_announce_title(conversation=conversation)
+    return await _title_area(request, conversation)
+
+
+@require_POST
+@login_required
+async def conversation_flags(request: HttpRequest, public_id: str) -> HttpResponse:
+    conversation = await _owned(request, public_id)
+    flags = {
+        name: request.POST[name] == "1" for name in ("pinned", "archived") if name in request.POST
+    }
+    await sync_to_async(services.conversation_set_flags)(conversation=conversation, **flags)
+    return await _title_area(request, conversation)
+
+
+@require_POST
+@login_required
+async def conversation_delete(request: HttpRequest, public_id: str) -> HttpResponse:
+    conversation = await _owned(request, public_id)
+    await generation.conversation_remove(conversation=conversation)
+    response = HttpResponseRedirect(reverse("home"))
+    response["HX-Redirect"] = reverse("home")
+    return response

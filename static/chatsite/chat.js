@@ -101,6 +101,29 @@
     }
   });
 
+  // --- renaming a conversation inline: Enter saves (the form), Esc cancels ---------------
+  document.addEventListener("click", function (evt) {
+    var button = evt.target && evt.target.closest ? evt.target.closest("#rename-button") : null;
+    if (!button) return;
+    var form = document.getElementById("rename-form");
+    var input = document.getElementById("rename-input");
+    if (!form || !input) return;
+    form.hidden = false;
+    input.focus();
+    input.select();
+  });
+  function cancelRename(input) {
+    var form = document.getElementById("rename-form");
+    input.value = input.getAttribute("data-original") || "";
+    if (form) {
+      form.hidden = true;
+      var error = form.querySelector(".error");
+      if (error) error.remove();
+    }
+    var button = document.getElementById("rename-button");
+    if (button) button.focus();
+  }
+
   // --- copy buttons on code blocks (model text carries no script; this is ours) -----------
   document.addEventListener("click", function (evt) {
     var button = evt.target && evt.target.closest ? evt.target.closest(".copy-button") : null;
@@ -154,6 +177,7 @@
       return;
     }
     if (evt.key === "Escape") {
+      if (target && target.id === "rename-input") { evt.preventDefault(); cancelRename(target); return; }
       if (setSidebar(false)) { evt.preventDefault(); return; } // first close the drawer
       var stop = document.getElementById("stop-button");
       if (stop) { evt.preventDefault(); stop.click(); }
