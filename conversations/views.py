@@ -157,6 +157,10 @@ async def conversation_flags(request: HttpRequest, public_id: str) -> HttpRespon
 async def conversation_delete(request: HttpRequest, public_id: str) -> HttpResponse:
     conversation = await _owned(request, public_id)
     await generation.conversation_remove(conversation=conversation)
-    response = HttpResponseRedirect(reverse("home"))
-    response["HX-Redirect"] = reverse("home")
-    return response
+    if request.headers.get("HX-Request"):
+        # Not a 302: the browser's XHR would follow it and htmx would swap the home page
+        # into the button. htmx navigates on HX-Redirect instead.
+        response = HttpResponse(status=200)
+        response["HX-Redirect"] = reverse("home")
+        return response
+    return HttpResponseRedirect(reverse("home"))

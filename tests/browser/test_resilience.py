@@ -158,3 +158,40 @@ def test_the_sidebar_of_another_tab_shows_the_live_marker_and_the_new_title(
     expect(other.locator(f"#nav-title-{public_id}")).to_have_text("Live Title")
     assert errors == []
     other.close()
+
+
+def test_rename_inline_and_delete_with_confirmation_reach_other_tabs(
+    page: Page, proxied_site: TcpProxy, fake_server: FakeUpstream
+) -> None:
+    base = proxied_site.base
+    fake_server.enqueue(Stream(["Hi."]))
+    sign_up(page, base)
+    page.fill("#new-message", "rename me")
+    page.press("#new-message", "Enter")
+    page.wait_for_url(f"{base}/conversations/*/")
+    expect(page.locator(f'{ANSWER}[data-status="complete"]')).to_be_visible()
+    other = page.context.new_page()
+    other.goto(page.url)
+
+    # Esc cancels.
+    page.click("#rename-button")
+    page.fill("#rename-input", "Not this")
+    page.press("#rename-input", "Escape")
+    expect(page.locator("#rename-form")).to_be_hidden()
+    expect(page.locator("#conversation-title")).not_to_have_text("Not this")
+    # Empty is refused with a message; Enter saves.
+    page.click("#rename-button")
+    page.fill("#rename-input", "   ")
+    page.press("#rename-input", "Enter")
+    expect(page.locator("#rename-form [role=alert]")).to_contain_text("cannot be empty")
+    page.fill("#rename-input", "Renamed by me")
+    page.press("#rename-input", "Enter")
+    expect(page.locator("#conversation-title")).to_have_text("Renamed by me")
+    expect(other.locator("#conversation-title")).to_have_text("Renamed by me")  # live
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("text=Delete")
+    page.wait_for_url(f"{base}/")
+    expect(other.locator(".gone-notice")).to_have_text("This conversation was deleted.")
+    expect(page.locator("#conversations")).to_have_count(0)  # nothing left in the list
+    other.close()
