@@ -3,6 +3,7 @@ from typing import Any
 from django import template
 from django.utils.safestring import SafeString, mark_safe
 
+from conversations.grouping import sidebar_sections as _sidebar_sections
 from conversations.rendering import render_markdown
 
 register = template.Library()
@@ -21,3 +22,8 @@ def answer_parts(message: Any) -> tuple[str, str]:
     if split is not None:
         return split
     return (message.content, "")
+
+
+@register.filter
+def sidebar_sections(conversations: Any) -> list[tuple[str, list[Any]]]:
+    return _sidebar_sections(conversations)

@@ -176,6 +176,11 @@
       if (target.form) target.form.requestSubmit();
       return;
     }
+    if ((evt.ctrlKey || evt.metaKey) && evt.shiftKey && (evt.key === "O" || evt.key === "o")) {
+      evt.preventDefault(); // Ctrl+Shift+O: a new conversation, from anywhere
+      window.location.assign("/");
+      return;
+    }
     if (evt.key === "Escape") {
       if (target && target.id === "rename-input") { evt.preventDefault(); cancelRename(target); return; }
       if (setSidebar(false)) { evt.preventDefault(); return; } // first close the drawer

@@ -174,3 +174,15 @@ def test_code_blocks_copy_and_htmx_is_locked_down(
     )
     assert config == [False, False, True]
     context.close()
+
+
+def test_sidebar_sections_and_the_new_conversation_shortcut(
+    page: Page, site: str, fake_server: FakeUpstream
+) -> None:
+    start(page, site, fake_server, ["Done."], 0.01)
+    expect(page.locator(f'{ANSWER}[data-status="complete"]')).to_be_visible()
+    expect(page.locator("#sidebar .nav-section").first).to_have_text("Today")
+    page.locator("#composer-input").focus()
+    page.keyboard.press("Control+Shift+O")
+    page.wait_for_url(f"{site}/")
+    expect(page.locator("#new-message")).to_be_focused()
