@@ -8,12 +8,13 @@ None (the caller turns that into a 404 or a refused socket), never the object.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from importlib import import_module
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils.crypto import constant_time_compare
 
 from .models import Conversation, Message
@@ -28,18 +29,51 @@ def _as_uuid(value: Any) -> uuid.UUID | None:
         return None
 
 
-def conversation_list(
-    *, user: Any, limit: int = 100, archived: bool = False
-) -> QuerySet[Conversation]:
-    """The user's conversations: pinned first, then by last activity; archived apart."""
+def _conversations(*, user: Any, archived: bool) -> QuerySet[Conversation]:
     if not getattr(user, "is_authenticated", False):
         return Conversation.objects.none()
     streaming = Message.objects.filter(conversation=OuterRef("pk"), status=Message.Status.STREAMING)
     return (
         Conversation.objects.filter(owner=user, archived=archived)
         .annotate(is_live=Exists(streaming))
-        .order_by("-pinned", "-updated_at", "-id")[:limit]
+        .order_by("-pinned", "-updated_at", "-id")
     )
+
+
+def conversation_list(
+    *, user: Any, limit: int = 100, archived: bool = False
+) -> QuerySet[Conversation]:
+    """The user's conversations: pinned first, then by last activity; archived apart."""
+    return _conversations(user=user, archived=archived)[:limit]
+
+
+SIDEBAR_PAGE = 30
+
+
+def conversation_page(
+    *, user: Any, after: str = "", size: int = SIDEBAR_PAGE, archived: bool = False
+) -> tuple[list[Conversation], str]:
+    """One page of the user's conversations in list order, and the cursor of the next page
+    ("" when there is none). Keyset paging: a conversation moving up meanwhile is neither
+    skipped nor shown twice further down."""
+    rows = _conversations(user=user, archived=archived)
+    if after:
+        try:
+            pinned_s, stamp, pk_s = after.split("|")
+            pinned, moment, pk = pinned_s == "1", datetime.fromisoformat(stamp), int(pk_s)
+        except ValueError:
+            return [], ""
+        rows = rows.filter(
+            Q(pinned__lt=pinned)
+            | Q(pinned=pinned, updated_at__lt=moment)
+            | Q(pinned=pinned, updated_at=moment, id__lt=pk)
+        )
+    page = list(rows[: size + 1])
+    if len(page) <= size:
+        return page, ""
+    last = page[size - 1]
+    cursor = f"{int(last.pinned)}|{last.updated_at.isoformat()}|{last.pk}"
+    return page[:size], cursor
 
 
 def conversation_get(*, user: Any, public_id: Any) -> Conversation | None:

@@ -37,6 +37,7 @@ def conversation_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         raise Http404("No such conversation.")
     messages = selectors.message_list(conversation=conversation)
     streaming = any(m.is_streaming for m in messages)
+    conversations, next_cursor = selectors.conversation_page(user=request.user)
     return render(
         request,
         "conversations/conversation.html",
@@ -44,7 +45,8 @@ def conversation_detail(request: HttpRequest, public_id: str) -> HttpResponse:
             "conversation": conversation,
             "messages": messages,
             "streaming": streaming,
-            "conversations": selectors.conversation_list(user=request.user, limit=50),
+            "conversations": conversations,
+            "next_cursor": next_cursor,
             "ws_path": f"/ws/conversations/{conversation.public_id}/",
         },
     )
@@ -112,8 +114,13 @@ async def _title_area(
     request: HttpRequest, conversation: Conversation, *, status: int = 200, **extra: Any
 ) -> HttpResponse:
     user = await request.auser()
-    conversations = [c async for c in selectors.conversation_list(user=user, limit=50)]
-    context = {"conversation": conversation, "conversations": conversations, **extra}
+    conversations, next_cursor = await sync_to_async(selectors.conversation_page)(user=user)
+    context = {
+        "conversation": conversation,
+        "conversations": conversations,
+        "next_cursor": next_cursor,
+        **extra,
+    }
     area = await sync_to_async(render_to_string)(f"{PAGE}#title_area", context, request=request)
     sidebar = await sync_to_async(render_to_string)(
         f"{PAGE}#sidebar_list", context, request=request
@@ -164,3 +171,23 @@ async def conversation_delete(request: HttpRequest, public_id: str) -> HttpRespo
         response["HX-Redirect"] = reverse("home")
         return response
     return HttpResponseRedirect(reverse("home"))
+
+
+@require_GET
+@login_required
+def conversation_sidebar(request: HttpRequest) -> HttpResponse:
+    """The next page of the sidebar, loaded by htmx as the reader scrolls to its end."""
+    conversations, next_cursor = selectors.conversation_page(
+        user=request.user, after=request.GET.get("after", "")
+    )
+    current = selectors.conversation_get(user=request.user, public_id=request.GET.get("current"))
+    return render(
+        request,
+        f"{PAGE}#sidebar_items",
+        {
+            "conversations": conversations,
+            "next_cursor": next_cursor,
+            "after_label": request.GET.get("label", ""),
+            "conversation": current,
+        },
+    )

@@ -104,3 +104,24 @@ async def test_delete_stops_the_answer_first_and_other_tabs_see_it_gone(
     }
     assert not await Conversation.objects.filter(pk=conversation.pk).aexists()
     assert not await Message.objects.filter(conversation_id=conversation.pk).aexists()
+
+
+def test_the_sidebar_pages_through_every_conversation_once_in_order() -> None:
+    import re
+
+    user, other = make_user("owner"), make_user("other")
+    for i in range(70):
+        services.conversation_create(owner=user, model="m", title=f"Chat {i:02d}")
+    services.conversation_create(owner=other, model="m", title="Not yours")
+    pinned = Conversation.objects.get(title="Chat 05")
+    services.conversation_set_flags(conversation=pinned, pinned=True)
+    client = client_for(user)
+    page = client.get(f"/conversations/{pinned.public_id}/").content.decode()
+    seen = re.findall(r'id="nav-title-[^"]+">([^<]+)<', page)
+    assert len(seen) == 30
+    while (more := re.search(r'hx-get="(/conversations/sidebar/\?[^"]+)"', page)) is not None:
+        page = client.get(more.group(1).replace("&amp;", "&")).content.decode()
+        seen += re.findall(r'id="nav-title-[^"]+">([^<]+)<', page)
+    expected = ["Chat 05"] + [f"Chat {i:02d}" for i in range(69, -1, -1) if i != 5]
+    assert seen == expected
+    assert client.get("/conversations/sidebar/?after=garbage").content.decode().strip() == ""
