@@ -195,6 +195,8 @@ class Generation:
             outcome.status = Message.Status.INTERRUPTED
             outcome.error = str(exc)
         except Exception:
+            # Deliberately broad, and only here: a bug must not leave an answer streaming
+            # forever. Log it with its traceback and save what there is.
             log.exception("generation %s failed", self.answer.pk)
             outcome.status = Message.Status.INTERRUPTED if self.text else Message.Status.ERROR
             outcome.error = "Something went wrong on this site while answering."
