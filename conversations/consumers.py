@@ -229,3 +229,29 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if self.snapshot_timer is not None:
             self.snapshot_timer.cancel()
             self.snapshot_timer = None
+
+
+class UserConsumer(AsyncWebsocketConsumer):
+    """A page that is about all of a user's conversations (the home page): it only listens
+    to the user's group (live markers, titles, deletions)."""
+
+    user_group: str = ""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_active:
+            await self.close()  # refused before any data is sent
+            return
+        self.user_group = generation.user_group_name(user.pk)
+        await self.channel_layer.group_add(self.user_group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if self.user_group:
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        return  # this socket only listens
+
+    async def chat_frame(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["html"])

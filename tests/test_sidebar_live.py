@@ -45,3 +45,34 @@ async def test_other_tabs_of_the_owner_see_the_live_marker_and_the_new_title(
     assert all(str(answering.public_id) not in f for f in outsider.frames)
     for socket in (tab, elsewhere, outsider):
         await socket.close()
+
+
+async def test_the_home_page_socket_hears_the_users_conversations_and_no_one_elses(
+    fake: FakeUpstream,
+) -> None:
+    from channels.testing import WebsocketCommunicator
+
+    from chatsite.asgi import application
+    from tests.conftest import ORIGIN, session_cookie
+
+    fake.enqueue(Stream(["Some ", "answer."], interval=0.05))
+    user = await sync_to_async(make_user)()
+    conversation = await conversation_for(user)
+
+    anonymous = WebsocketCommunicator(application, "/ws/me/", headers=[(b"origin", ORIGIN)])
+    assert not (await anonymous.connect())[0]
+    home = WebsocketCommunicator(
+        application,
+        "/ws/me/",
+        headers=[(b"origin", ORIGIN), (b"cookie", await sync_to_async(session_cookie)(user))],
+    )
+    assert (await home.connect())[0]
+
+    _, tab = await open_socket(conversation, user)
+    await tab.send_json({"action": "send", "message": "hello"})
+    frame = await home.receive_from(timeout=5)
+    assert f'id="nav-live-{conversation.public_id}"' in frame
+    assert 'data-live="true"' in frame
+    await tab.receive_until(final_frame)
+    await home.disconnect()
+    await tab.close()
