@@ -125,7 +125,16 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
+            "CONFIG": {
+                # redis-py 8 times socket reads out after 5 s by default, exactly as long as
+                # channels_redis blocks in BZPOPMIN: the race kills receive loops. Reads
+                # get 30 s.
+                "hosts": [
+                    {"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}
+                ],
+                "capacity": 1000,
+                "expiry": 60,
+            },
         }
     }
 else:

@@ -129,6 +129,7 @@ class Generation:
     _received_text: bool = False
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
     _stop_requested: bool = False
+    _closing: bool = False
     _reader: asyncio.Task[None] | None = None
     _checkpoint: asyncio.Task[Any] | None = None
     _last_checkpoint: float = 0.0
@@ -318,8 +319,10 @@ class Generation:
 
     async def _flush_loop(self) -> None:
         interval = settings.CHATSITE_FRAME_INTERVAL
-        while True:
+        while not self._closing:
             await self._dirty.wait()
+            if self._closing:
+                return
             self._dirty.clear()
             await self._publish_delta()
             self._maybe_checkpoint()
@@ -355,11 +358,17 @@ class Generation:
     async def _finish(
         self, outcome: Outcome, control: asyncio.Task[None], flusher: asyncio.Task[None]
     ) -> None:
-        for task in (control, flusher):
+        self._closing = True
+        self._dirty.set()  # wake the flusher so that it sees it must end
+        helpers = [control, flusher]
+        for task in helpers:
             task.cancel()
-        await asyncio.gather(control, flusher, return_exceptions=True)
+            task.add_done_callback(_retrieve)
+        # Bounded: a library that swallows a cancellation (seen with the Redis client)
+        # must not keep the answer from being saved.
+        await asyncio.wait(helpers, timeout=2.0)
         if self._checkpoint is not None:
-            await asyncio.gather(self._checkpoint, return_exceptions=True)
+            await asyncio.wait([self._checkpoint], timeout=5.0)
         usage = self.usage
         message = await database_sync_to_async(services.message_finalize)(
             message_id=self.answer.pk,
@@ -390,6 +399,12 @@ class Generation:
         if message.status == Message.Status.COMPLETE and message.content:
             # After the answer, never before it: the title must not delay a single token.
             title_start(conversation=self.conversation, answer=message, config=self.config)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a helper task's outcome as seen (its errors are not the answer's)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("generation helper ended with %r", task.exception())
 
 
 def final_html(message: Message) -> str:
