@@ -59,11 +59,20 @@ def user_group_name(user_id: int) -> str:
     return f"user.{user_id}"
 
 
+def _side_frame(html: str, **extra: Any) -> dict[str, Any]:
+    """A frame about the conversation, not about one answer (never held for a snapshot)."""
+    return {"type": "chat.frame", "message_id": 0, "seq": 0, "html": html, "final": False, **extra}
+
+
 async def _publish_to_user(layer: BaseChannelLayer, owner_id: int, html: str) -> None:
-    await layer.group_send(
-        user_group_name(owner_id),
-        {"type": "chat.frame", "message_id": 0, "seq": 0, "html": html, "final": False},
-    )
+    await layer.group_send(user_group_name(owner_id), _side_frame(html))
+
+
+async def _publish_to_conversation(
+    layer: BaseChannelLayer, conversation: Conversation, html: str, *, gone: bool = False
+) -> None:
+    extra = {"gone": True} if gone else {}
+    await layer.group_send(group_name(conversation), _side_frame(html, **extra))
 
 
 def upstream_config(*, server: tuple[str, int] | None = None) -> upstream.UpstreamConfig:
@@ -477,18 +486,7 @@ async def _title_make(
     )
     if changed:
         fresh = await database_sync_to_async(Conversation.objects.get)(pk=conversation.pk)
-        layer = _layer()
-        await layer.group_send(
-            group_name(fresh),
-            {
-                "type": "chat.frame",
-                "message_id": 0,
-                "seq": 0,
-                "html": fragments.conversation_header_html(fresh),
-                "final": False,
-            },
-        )
-        await _publish_to_user(layer, fresh.owner_id, fragments.nav_title_html(fresh))
+        await conversation_announce_title(conversation=fresh)
 
 
 # --- conversation-wide changes ----------------------------------------------------------------
@@ -497,15 +495,8 @@ async def _title_make(
 async def conversation_announce_title(*, conversation: Conversation) -> None:
     """A new title, to the conversation's tabs (header) and the owner's tabs (sidebar)."""
     layer = _layer()
-    await layer.group_send(
-        group_name(conversation),
-        {
-            "type": "chat.frame",
-            "message_id": 0,
-            "seq": 0,
-            "html": fragments.conversation_header_html(conversation),
-            "final": False,
-        },
+    await _publish_to_conversation(
+        layer, conversation, fragments.conversation_header_html(conversation)
     )
     await _publish_to_user(layer, conversation.owner_id, fragments.nav_title_html(conversation))
 
@@ -523,16 +514,8 @@ async def conversation_remove(*, conversation: Conversation) -> None:
                 break
     await database_sync_to_async(services.conversation_delete)(conversation=conversation)
     layer = _layer()
-    await layer.group_send(
-        group_name(conversation),
-        {
-            "type": "chat.frame",
-            "message_id": 0,
-            "seq": 0,
-            "html": fragments.conversation_gone_html(),
-            "final": False,
-            "gone": True,
-        },
+    await _publish_to_conversation(
+        layer, conversation, fragments.conversation_gone_html(), gone=True
     )
     await _publish_to_user(layer, conversation.owner_id, fragments.nav_gone_html(conversation))
 
