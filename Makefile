@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run migrate test lint format check-browser lock bench bench-render clean
+.PHONY: install run migrate test test-postgres lint format check-browser lock bench bench-render bench-search clean
 
 $(STAMP): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ format: install
 test: install check-browser lint
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest
+	$(MAKE) test-postgres
+
+# The database-facing tests again, on a real PostgreSQL server from Debian's packages
+# (installed, started and removed by the script).
+POSTGRES_TESTS := tests/test_search.py tests/test_versions.py tests/test_services.py \
+	tests/test_selectors.py tests/test_migrations.py
+test-postgres: install
+	bash scripts/with-postgres.sh $(BIN)/pytest -p no:cacheprovider $(POSTGRES_TESTS)
 
 # Re-pin dependencies after editing pyproject.toml.
 lock:
@@ -51,7 +59,12 @@ lock:
 bench-render: install
 	$(BIN)/python -m bench.render_cost
 
-bench: bench-render
+# Search latency with 10,000 conversations and 200,000 messages, on SQLite then PostgreSQL.
+bench-search: install
+	$(BIN)/python -m bench.search
+	bash scripts/with-postgres.sh $(BIN)/python -m bench.search
+
+bench: bench-render bench-search
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -25,7 +26,7 @@ from django.core.exceptions import ValidationError
 
 from . import fragments, generation, selectors
 from .models import Conversation, Message
-from .services import ConversationBusy, NotRetryable, RateLimited
+from .services import ConversationBusy, NotRetryable, RateLimited, VersionRefused
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         action = frame.get("action")
         if action == "stop":
             await self._stop()
-        elif action in ("send", "retry", "continue"):
+        elif action in ("send", "edit", "retry", "continue", "version"):
             if not await self._still_signed_in():
                 await self._error("Your session has ended. Sign in again to continue.")
                 await self.close(code=4401)
@@ -121,6 +122,19 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                     server=server,
                     client_key=key,
                 )
+            elif action == "edit":
+                await generation.generation_edit(
+                    conversation=self.conversation,
+                    message_id=frame.get("message_id"),
+                    text=frame.get("message"),  # type: ignore[arg-type]  # cleaned in services
+                    server=server,
+                    client_key=key,
+                )
+            elif action == "version":
+                await generation.conversation_show_version(
+                    conversation=self.conversation, message_id=frame.get("message_id")
+                )
+                return
             elif action == "retry":
                 await generation.generation_retry(
                     conversation=self.conversation,
@@ -136,7 +150,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         except ValidationError as exc:
             await self._error(" ".join(exc.messages))
             return
-        except (ConversationBusy, RateLimited, NotRetryable) as exc:
+        except (ConversationBusy, RateLimited, NotRetryable, VersionRefused) as exc:
             await self._error(exc.user_message)
             return
         # Only now may the page clear what was typed: the message is saved.
@@ -192,7 +206,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         streaming = last is not None and last.is_streaming
         html = fragments.composer_controls_html(streaming=streaming)
         if last is not None and last.role == Message.Role.ASSISTANT:
-            html = fragments.message_html(last, is_last=True) + html
+            # The page says which last message it was rendered with: when that is still
+            # the state, re-sending it would only reset what the reader is doing with it.
+            seen = parse_qs(self.scope.get("query_string", b"").decode()).get("seen", [""])[0]
+            if seen != f"{last.pk}-{last.status}":
+                html = fragments.message_html(last, is_last=True) + html
         await self.send(text_data=html)
 
     # --- group and generation events ----------------------------------------------------

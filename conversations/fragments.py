@@ -32,6 +32,11 @@ def message_html(
     return render_to_string(f"{PAGE}#message", context)
 
 
+def message_list_html(messages: list[Message]) -> str:
+    """The whole path of messages, replacing the list's content (versions switched)."""
+    return render_to_string(f"{PAGE}#message_list", {"messages": messages})
+
+
 def answer_growth_html(message_id: int, finished: str, tail: str) -> str:
     """A streaming answer's frame: finished blocks appended once, the growing one replaced.
 

@@ -214,9 +214,7 @@ class Generation:
 
     async def _read(self) -> None:
         history = await database_sync_to_async(selectors.message_history_for_upstream)(
-            conversation_id=self.conversation.pk,
-            before_message_id=self.answer.pk,
-            reply_to_id=self.answer.reply_to_id,
+            answer_id=self.answer.pk
         )
         if self.prefix:
             history += [
@@ -399,6 +397,9 @@ class Generation:
             )
             if message is None:
                 return
+        for name in VERSION_ATTRIBUTES:  # versions cannot change while an answer streams
+            if hasattr(self.answer, name):
+                setattr(message, name, getattr(self.answer, name))
         await self._publish(final_html(message), final=True)
         await _publish_to_user(
             self.layer,
@@ -414,6 +415,9 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
     """Mark a helper task's outcome as seen (its errors are not the answer's)."""
     if not task.cancelled() and task.exception() is not None:
         log.debug("generation helper ended with %r", task.exception())
+
+
+VERSION_ATTRIBUTES = ("versions", "version", "version_previous", "version_next")
 
 
 def final_html(message: Message) -> str:
@@ -448,7 +452,7 @@ def title_start(
 async def _title_make(
     *, conversation: Conversation, answer: Message, config: upstream.UpstreamConfig
 ) -> None:
-    question_id = answer.reply_to_id
+    question_id = answer.parent_id
     if question_id is None:
         return
 
@@ -539,6 +543,7 @@ async def _launch(
     prefix: str = "",
 ) -> Generation:
     layer = _layer()
+    await database_sync_to_async(selectors.message_with_versions)(message=answer)
     generation = Generation(
         conversation=conversation,
         answer=answer,
@@ -596,21 +601,61 @@ async def generation_begin(
 async def generation_retry(
     *, conversation: Conversation, message_id: Any, server: tuple[str, int] | None = None
 ) -> Message:
-    """A new answer to the same question; the earlier answer stays."""
+    """A new version of an answer; the earlier ones stay, one click away."""
     channel = await _layer().new_channel()
     answer = await database_sync_to_async(services.answer_retry)(
         conversation=conversation, message_id=message_id, generation_channel=channel
     )
-    previous = await database_sync_to_async(Message.objects.get)(pk=int(message_id))
     await _launch(
         conversation=conversation,
         answer=answer,
         channel=channel,
         server=server,
-        # The previous answer loses its buttons: only the latest can be retried.
-        announce=fragments.message_html(previous) + fragments.message_append_html(answer),
+        # The path changed (the answer and everything after it): every tab redraws it.
+        announce=await _message_list_html(conversation),
     )
     return answer
+
+
+async def generation_edit(
+    *,
+    conversation: Conversation,
+    message_id: Any,
+    text: str,
+    server: tuple[str, int] | None = None,
+    client_key: str = "",
+) -> services.Turn:
+    """A new version of a user message, and its answer; the earlier turn stays."""
+    channel = await _layer().new_channel()
+    turn = await database_sync_to_async(services.turn_start)(
+        conversation=conversation,
+        text=text,
+        generation_channel=channel,
+        client_key=client_key,
+        edit_of=message_id,
+    )
+    if turn.created:
+        await _launch(
+            conversation=conversation,
+            answer=turn.answer,
+            channel=channel,
+            server=server,
+            announce=await _message_list_html(conversation),
+        )
+    return turn
+
+
+async def conversation_show_version(*, conversation: Conversation, message_id: Any) -> None:
+    """Switch the conversation's path to another version, in every tab."""
+    await database_sync_to_async(services.conversation_show_version)(
+        conversation=conversation, message_id=message_id
+    )
+    await _publish_to_conversation(_layer(), conversation, await _message_list_html(conversation))
+
+
+async def _message_list_html(conversation: Conversation) -> str:
+    messages = await database_sync_to_async(selectors.message_list)(conversation=conversation)
+    return await database_sync_to_async(fragments.message_list_html)(messages)
 
 
 async def generation_continue(
@@ -669,6 +714,7 @@ async def supervise_once() -> list[Message]:
     )
     layer = _layer()
     for message in dead:
+        await database_sync_to_async(selectors.message_with_versions)(message=message)
         log.warning("answer %s was left streaming by a dead process", message.pk)
         await layer.group_send(
             group_name(message.conversation),

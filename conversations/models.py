@@ -30,6 +30,13 @@ class Conversation(models.Model):
         max_length=8, choices=TitleSource.choices, default=TitleSource.NONE, blank=True
     )
     model = models.CharField(max_length=200)
+    # Sent first with every request of this conversation (the user's default when made).
+    system_prompt = models.TextField(blank=True)
+    # The last message of the path of versions the reader sees; what is sent upstream is
+    # always this path. Null means "the newest message".
+    leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     pinned = models.BooleanField(default=False)
     archived = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -80,9 +87,11 @@ class Message(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
-    # The user message an answer replies to (several answers may reply to one: retries).
-    reply_to = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="answers"
+    # Messages form a tree: an answer's parent is the user message it replies to, a user
+    # message's parent is the answer it follows (none for the first). Siblings are the
+    # versions of a turn: regenerated answers, edited questions.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )
     # Set by the browser for each submitted message: a double submit or a resend after a
     # reconnect carries the same key and never creates a second message.
@@ -140,3 +149,16 @@ class Message(models.Model):
     @property
     def dom_id(self) -> str:
         return f"message-{self.pk}"
+
+
+class UserSettings(models.Model):
+    """A user's preferences for new conversations."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_settings"
+    )
+    default_system_prompt = models.TextField(blank=True)
+    default_model = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return f"Settings of {self.user}"

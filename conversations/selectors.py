@@ -8,6 +8,7 @@ None (the caller turns that into a 404 or a refused socket), never the object.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from importlib import import_module
 from typing import Any
@@ -17,6 +18,7 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils.crypto import constant_time_compare
 
+from . import search
 from .models import Conversation, Message
 
 
@@ -76,6 +78,43 @@ def conversation_page(
     return page[:size], cursor
 
 
+SEARCH_RESULTS = 20
+
+
+def conversation_search(*, user: Any, query: str, limit: int = SEARCH_RESULTS) -> list[Any]:
+    """The user's conversations matching every word of the query (prefixes too), best
+    first, each with an escaped snippet whose matching words are marked."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return []
+    words = search.query_words(query)
+    found = search.hits(owner_id=user.pk, words=words, limit=limit)
+    rows = Conversation.objects.filter(owner=user).in_bulk([h.conversation_id for h in found])
+    texts = dict(
+        Message.objects.filter(
+            conversation__owner=user, pk__in=[h.message_id for h in found if h.message_id]
+        ).values_list("pk", "content")
+    )
+    results = []
+    for hit in found:
+        conversation = rows.get(hit.conversation_id)
+        if conversation is None:  # deleted meanwhile
+            continue
+        text = conversation.display_title if hit.message_id is None else texts.get(hit.message_id)
+        if text is None:
+            continue
+        results.append(
+            search.Result(
+                public_id=str(conversation.public_id),
+                title=conversation.display_title,
+                message_id=hit.message_id,
+                snippet=search.snippet_html(text, words),
+                archived=conversation.archived,
+                updated_at=conversation.updated_at,
+            )
+        )
+    return results
+
+
 def conversation_get(*, user: Any, public_id: Any) -> Conversation | None:
     """The user's conversation with this public id, or None (not theirs, or no such)."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
@@ -101,43 +140,129 @@ def user_session_is_live(*, user_id: Any, session_key: str | None) -> bool:
 
 
 def message_list(*, conversation: Conversation) -> list[Message]:
-    return list(conversation.messages.order_by("created_at", "id"))
+    """The messages of the path of versions the reader sees, oldest first.
+
+    Each carries `versions` (its siblings' ids, oldest first, itself included) and
+    `version` (its 1-based place among them), for the "2/3" switcher.
+    """
+    rows = list(conversation.messages.order_by("id").values_list("id", "parent_id"))
+    ids = _path_ids(rows, leaf_id=_leaf_id(conversation))
+    siblings: dict[int | None, list[int]] = {}
+    for pk, parent_id in rows:
+        siblings.setdefault(parent_id, []).append(pk)
+    parent_of = dict(rows)
+    by_id = conversation.messages.in_bulk(ids)
+    path = [by_id[pk] for pk in ids]
+    for message in path:
+        _set_versions(message, siblings[parent_of[message.pk]])
+    return path
+
+
+def _set_versions(message: Message, versions: list[int]) -> None:
+    at = versions.index(message.pk)
+    message.versions = versions  # type: ignore[attr-defined]
+    message.version = at + 1  # type: ignore[attr-defined]
+    message.version_previous = versions[at - 1] if at > 0 else None  # type: ignore[attr-defined]
+    message.version_next = versions[at + 1] if at + 1 < len(versions) else None  # type: ignore[attr-defined]
+
+
+def message_with_versions(*, message: Message) -> Message:
+    """The message, carrying its versions (for rendering it alone, e.g. in a frame)."""
+    versions = list(
+        Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    if message.pk in versions:
+        _set_versions(message, versions)
+    return message
+
+
+def _path_ids(rows: Sequence[tuple[int, int | None]], *, leaf_id: int | None) -> list[int]:
+    """Ids from the first message to the leaf, then on through the newest children (a
+    leaf that has since been answered, or none remembered: the newest message's path)."""
+    if not rows:
+        return []
+    parent_of = dict(rows)
+    newest_child: dict[int | None, int] = {}
+    for pk, parent_id in rows:  # rows are in id order: the last one seen is the newest
+        newest_child[parent_id] = pk
+    node: int | None = leaf_id if leaf_id in parent_of else rows[-1][0]
+    path: list[int] = []
+    while node is not None:
+        path.append(node)
+        node = parent_of[node]
+    path.reverse()
+    tail = path[-1]
+    while tail in newest_child:
+        tail = newest_child[tail]
+        path.append(tail)
+    return path
+
+
+def message_path_end(*, conversation: Conversation) -> int | None:
+    """The id of the last message the reader sees (what a new message follows)."""
+    rows = list(conversation.messages.order_by("id").values_list("id", "parent_id"))
+    ids = _path_ids(rows, leaf_id=_leaf_id(conversation))
+    return ids[-1] if ids else None
+
+
+def _leaf_id(conversation: Conversation) -> int | None:
+    # From the database, not the object: another tab may have switched versions since
+    # this object (a socket's, say) was loaded.
+    return Conversation.objects.filter(pk=conversation.pk).values_list("leaf_id", flat=True).first()
+
+
+def message_version_leaf(*, conversation: Conversation, message_id: Any) -> int | None:
+    """Where switching to this version leads: the newest message under it (its own last
+    state), or None when the id is not a message of this conversation."""
+    try:
+        target = int(message_id)
+    except (TypeError, ValueError):
+        return None
+    rows = list(conversation.messages.order_by("id").values_list("id", "parent_id"))
+    parent_of = dict(rows)
+    if target not in parent_of:
+        return None
+    below = {target}
+    newest = target
+    for pk, parent_id in rows:  # a child always has a larger id than its parent
+        if parent_id in below:
+            below.add(pk)
+            newest = pk
+    return newest
 
 
 def message_get_streaming(*, conversation: Conversation) -> Message | None:
     return conversation.messages.filter(status=Message.Status.STREAMING).first()
 
 
-def message_get(*, conversation: Conversation, message_id: int) -> Message | None:
-    return conversation.messages.filter(pk=message_id).first()
+def message_get(*, conversation: Conversation, message_id: Any) -> Message | None:
+    try:
+        pk = int(message_id)
+    except (TypeError, ValueError):
+        return None
+    return conversation.messages.filter(pk=pk).first()
 
 
-def message_history_for_upstream(
-    *, conversation_id: int, before_message_id: int, reply_to_id: int | None = None
-) -> list[dict[str, str]]:
-    """What the model is sent for an answer: every earlier turn, in order.
-
-    Each earlier user message is followed by its latest answer with text (a retried turn
-    contributes one answer, not all its attempts). Earlier attempts at the turn being
-    answered are left out, so a retry starts afresh.
+def message_history_for_upstream(*, answer_id: int) -> list[dict[str, str]]:
+    """What the model is sent for an answer: the conversation's system prompt, then the
+    path of versions that leads to the answer (never other versions), empty turns left out.
     """
+    answer = Message.objects.select_related("conversation").get(pk=answer_id)
     rows = list(
-        Message.objects.filter(conversation_id=conversation_id, id__lt=before_message_id)
-        .order_by("created_at", "id")
-        .values_list("id", "role", "content", "reply_to_id")
+        Message.objects.filter(conversation_id=answer.conversation_id)
+        .order_by("id")
+        .values_list("id", "parent_id", "role", "content")
     )
-    latest_answer: dict[int | None, int] = {}
-    for pk, role, content, reply_to in rows:
-        if role == Message.Role.ASSISTANT and content:
-            latest_answer[reply_to] = pk
-    history = []
-    for pk, role, content, reply_to in rows:
-        if role == Message.Role.ASSISTANT:
-            if reply_to is not None and reply_to == reply_to_id:
-                continue
-            if latest_answer.get(reply_to) != pk:
-                continue
-        elif not content:
-            continue
-        history.append({"role": role, "content": content})
-    return history
+    by_id = {pk: (parent_id, role, content) for pk, parent_id, role, content in rows}
+    chain: list[dict[str, str]] = []
+    node = answer.parent_id
+    while node is not None:
+        parent_id, role, content = by_id[node]
+        if content:
+            chain.append({"role": role, "content": content})
+        node = parent_id
+    chain.reverse()
+    prompt = answer.conversation.system_prompt.strip()
+    return ([{"role": "system", "content": prompt}] if prompt else []) + chain

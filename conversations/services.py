@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from . import selectors
 from .models import Conversation, Message
 
 
@@ -125,13 +126,17 @@ def turn_start(
     generation_channel: str,
     model: str | None = None,
     client_key: str = "",
+    edit_of: Any = None,
 ) -> Turn:
     """Save the user's message and an empty streaming answer, in one transaction.
 
-    The user's words are in the database before anything is sent upstream. Refused with
+    The message follows the last one the reader sees; with `edit_of` (a user message's
+    id) it is a new version of that message instead, and the path switches to it. The
+    user's words are in the database before anything is sent upstream. Refused with
     ConversationBusy when an answer is already streaming (the database constraint is the
     final judge, so two tabs racing cannot both win), with RateLimited past the user's
-    limits. A client key seen before returns the earlier turn with created=False.
+    limits, NotRetryable for an edit of no such message. A client key seen before returns
+    the earlier turn with created=False.
     """
     text = message_text_clean(text=text)
     client_key = client_key[:64] if isinstance(client_key, str) else ""
@@ -144,12 +149,20 @@ def turn_start(
                     return earlier
             if conversation.messages.filter(status=Message.Status.STREAMING).exists():
                 raise ConversationBusy
+            if edit_of is not None:
+                edited = selectors.message_get(conversation=conversation, message_id=edit_of)
+                if edited is None or edited.role != Message.Role.USER:
+                    raise NotRetryable("That message does not exist.")
+                parent_id = edited.parent_id
+            else:
+                parent_id = selectors.message_path_end(conversation=conversation)
             _rate_check(owner_id=conversation.owner_id, new_user_message=True)
             user_message = Message.objects.create(
                 conversation=conversation,
                 role=Message.Role.USER,
                 content=text,
                 client_key=client_key,
+                parent_id=parent_id,
             )
             answer = Message.objects.create(
                 conversation=conversation,
@@ -157,15 +170,16 @@ def turn_start(
                 status=Message.Status.STREAMING,
                 model=model or conversation.model,
                 generation_channel=generation_channel,
-                reply_to=user_message,
+                parent=user_message,
                 heartbeat_at=now,
             )
             # Queryset updates, not save(): this object may be stale (a title written by
             # the model since it was loaded must not be overwritten).
-            Conversation.objects.filter(pk=conversation.pk).update(updated_at=now)
+            Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, leaf=answer)
             Conversation.objects.filter(pk=conversation.pk, title="").update(
                 title=_title_from(text), title_source=Conversation.TitleSource.WORDS
             )
+            conversation.leaf = answer
     except IntegrityError as exc:
         if client_key:
             earlier = _turn_for_key(conversation=conversation, client_key=client_key)
@@ -179,36 +193,27 @@ def _turn_for_key(*, conversation: Conversation, client_key: str) -> Turn | None
     user_message = conversation.messages.filter(client_key=client_key).first()
     if user_message is None:
         return None
-    answer = user_message.answers.order_by("-id").first()
+    answer = user_message.children.order_by("-id").first()
     if answer is None:
         return None
     return Turn(user_message=user_message, answer=answer, created=False)
 
 
-def _latest_answer(*, conversation: Conversation, message_id: Any) -> Message:
-    try:
-        message_id = int(message_id)
-    except (TypeError, ValueError):
-        raise NotRetryable("That answer does not exist.") from None
-    latest = (
-        conversation.messages.filter(role=Message.Role.ASSISTANT).order_by("-created_at", "-id")
-    ).first()
-    if latest is None or latest.pk != message_id:
-        if not conversation.messages.filter(pk=message_id, role="assistant").exists():
-            raise NotRetryable("That answer does not exist.")
-        raise NotRetryable("Only the latest answer can be retried or continued.")
-    return latest
+def _answer(*, conversation: Conversation, message_id: Any) -> Message:
+    answer = selectors.message_get(conversation=conversation, message_id=message_id)
+    if answer is None or answer.role != Message.Role.ASSISTANT:
+        raise NotRetryable("That answer does not exist.")
+    return answer
 
 
 def answer_retry(
     *, conversation: Conversation, message_id: Any, generation_channel: str
 ) -> Message:
-    """A new answer to the same user message; the earlier one is kept."""
+    """A new version of an answer (to the same user message); the earlier ones are kept
+    and the reader's path switches to the new one."""
     try:
         with transaction.atomic():
-            previous = _latest_answer(conversation=conversation, message_id=message_id)
-            if previous.status == Message.Status.STREAMING:
-                raise ConversationBusy
+            previous = _answer(conversation=conversation, message_id=message_id)
             if conversation.messages.filter(status=Message.Status.STREAMING).exists():
                 raise ConversationBusy
             _rate_check(owner_id=conversation.owner_id, new_user_message=False)
@@ -219,11 +224,11 @@ def answer_retry(
                 status=Message.Status.STREAMING,
                 model=conversation.model,
                 generation_channel=generation_channel,
-                reply_to_id=previous.reply_to_id,
+                parent_id=previous.parent_id,
                 heartbeat_at=now,
             )
-            conversation.updated_at = now
-            conversation.save(update_fields=["updated_at"])
+            Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, leaf=answer)
+            conversation.leaf = answer
     except IntegrityError as exc:
         raise ConversationBusy from exc
     return answer
@@ -235,14 +240,18 @@ def answer_continue(
     """Reopen a partial answer so that the model can continue it in place."""
     try:
         with transaction.atomic():
-            answer = _latest_answer(conversation=conversation, message_id=message_id)
+            answer = _answer(conversation=conversation, message_id=message_id)
+            if answer.status == Message.Status.STREAMING:
+                raise ConversationBusy
+            if selectors.message_path_end(conversation=conversation) != answer.pk:
+                raise NotRetryable("Only the last answer can be continued.")
             continuable = answer.status in (Message.Status.INTERRUPTED, Message.Status.STOPPED) or (
                 answer.status == Message.Status.COMPLETE and answer.finish_reason == "length"
             )
-            if answer.status == Message.Status.STREAMING:
-                raise ConversationBusy
             if not continuable or not answer.content:
                 raise NotRetryable("Only a partial answer can be continued.")
+            if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+                raise ConversationBusy
             _rate_check(owner_id=conversation.owner_id, new_user_message=False)
             now = timezone.now()
             answer.status = Message.Status.STREAMING
@@ -261,11 +270,33 @@ def answer_continue(
                     "heartbeat_at",
                 ]
             )
-            conversation.updated_at = now
-            conversation.save(update_fields=["updated_at"])
+            Conversation.objects.filter(pk=conversation.pk).update(updated_at=now)
     except IntegrityError as exc:
         raise ConversationBusy from exc
     return answer
+
+
+class VersionRefused(Exception):
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
+def conversation_show_version(*, conversation: Conversation, message_id: Any) -> Conversation:
+    """Show another version of a message: the path goes through it, to its newest end.
+    Remembered on the conversation, so reloads and other tabs see the same path."""
+    with transaction.atomic():
+        if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+            raise VersionRefused(
+                "An answer is still being written. Stop it or wait for it to finish "
+                "before switching versions."
+            )
+        leaf = selectors.message_version_leaf(conversation=conversation, message_id=message_id)
+        if leaf is None:
+            raise VersionRefused("That version does not exist.")
+        Conversation.objects.filter(pk=conversation.pk).update(leaf_id=leaf)
+        conversation.leaf_id = leaf
+    return conversation
 
 
 def _title_from(text: str) -> str:

@@ -5,6 +5,7 @@ from . import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("conversations/new/", views.conversation_create, name="conversation_create"),
+    path("search/", views.conversation_search, name="conversation_search"),
     path("conversations/sidebar/", views.conversation_sidebar, name="conversation_sidebar"),
     path("conversations/<uuid:public_id>/", views.conversation_detail, name="conversation_detail"),
     path(

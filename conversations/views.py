@@ -47,7 +47,8 @@ def conversation_detail(request: HttpRequest, public_id: str) -> HttpResponse:
             "streaming": streaming,
             "conversations": conversations,
             "next_cursor": next_cursor,
-            "ws_path": f"/ws/conversations/{conversation.public_id}/",
+            "ws_path": f"/ws/conversations/{conversation.public_id}/"
+            + (f"?seen={messages[-1].pk}-{messages[-1].status}" if messages else ""),
         },
     )
 
@@ -191,3 +192,17 @@ def conversation_sidebar(request: HttpRequest) -> HttpResponse:
             "conversation": current,
         },
     )
+
+
+@require_GET
+@login_required
+def conversation_search(request: HttpRequest) -> HttpResponse:
+    """Results as the user types (an htmx fragment), or a page of its own without script."""
+    query = request.GET.get("q", "")[:200]
+    results = selectors.conversation_search(user=request.user, query=query) if query else []
+    context = {"query": query, "results": results}
+    if request.headers.get("HX-Request"):
+        # Nothing at all for an empty box, so that the sidebar's list shows again.
+        html = render_to_string("conversations/search.html#results", context, request=request)
+        return HttpResponse(html.strip())
+    return render(request, "conversations/search.html", context)

@@ -105,7 +105,7 @@ class Socket:
 
 
 async def open_socket(
-    conversation: Any, user: Any | None, *, origin: bytes = ORIGIN
+    conversation: Any, user: Any | None, *, origin: bytes = ORIGIN, query: str = ""
 ) -> tuple[bool, Socket]:
     from chatsite.asgi import application
 
@@ -113,7 +113,7 @@ async def open_socket(
     if user is not None:
         headers.append((b"cookie", await sync_to_async(session_cookie)(user)))
     communicator = WebsocketCommunicator(
-        application, f"/ws/conversations/{conversation.public_id}/", headers=headers
+        application, f"/ws/conversations/{conversation.public_id}/{query}", headers=headers
     )
     connected, _ = await communicator.connect(timeout=5)
     return connected, Socket(communicator)

@@ -257,7 +257,7 @@ async def test_retry_makes_a_new_answer_and_keeps_the_old_one(
     await socket.receive_until(lambda f: final_frame(f) and "second try" in f)
     answers = [m for m in await messages_of(conversation) if m.role == "assistant"]
     assert [(m.status, m.content) for m in answers] == [("error", ""), ("complete", "second try")]
-    assert answers[1].reply_to_id == answers[0].reply_to_id
+    assert answers[1].parent_id == answers[0].parent_id
     assert fake.completions()[-1].body["messages"] == [{"role": "user", "content": "question"}]
     await socket.close()
 

@@ -52,8 +52,6 @@ def test_history_for_upstream_is_earlier_turns_with_text() -> None:
     first = services.turn_start(conversation=conversation, text="one", generation_channel="c")
     services.message_finalize(message_id=first.answer.pk, content="", status="error", error="x")
     second = services.turn_start(conversation=conversation, text="two", generation_channel="c")
-    history = selectors.message_history_for_upstream(
-        conversation_id=conversation.pk, before_message_id=second.answer.pk
-    )
+    history = selectors.message_history_for_upstream(answer_id=second.answer.pk)
     # The failed empty answer is left out; the streaming answer itself is not sent.
     assert history == [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}]

@@ -46,6 +46,27 @@ async def test_the_answer_outlives_its_socket(fake: FakeUpstream) -> None:
     assert (saved.status, saved.content) == ("complete", "".join(SLOW))
 
 
+async def test_a_page_already_showing_the_last_state_is_not_sent_it_again(
+    fake: FakeUpstream,
+) -> None:
+    fake.enqueue(Stream(["done"]))
+    user = await sync_to_async(make_user)()
+    conversation = await conversation_for(user)
+    _, socket = await open_socket(conversation, user)
+    await socket.send_json({"action": "send", "message": "q"})
+    await socket.receive_until(final_frame)
+    await socket.close()
+    saved = await wait_final(conversation)
+    # A page rendered with that very state: re-sending it would reset (say) a Copy button.
+    _, current = await open_socket(conversation, user, query=f"?seen={saved.pk}-complete")
+    assert "<article" not in await current.receive()
+    await current.close()
+    # A page from before the answer ended gets the final answer.
+    _, stale = await open_socket(conversation, user, query=f"?seen={saved.pk}-streaming")
+    assert "done" in await stale.receive()
+    await stale.close()
+
+
 async def test_a_tab_joining_mid_answer_sees_no_duplicated_or_missing_text(
     fake: FakeUpstream, settings: Any
 ) -> None:

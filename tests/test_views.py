@@ -103,7 +103,7 @@ def test_conversation_page_shows_messages_escaped_with_stable_ids() -> None:
         'data-role="assistant" data-status="stopped"' in page
     )
     assert "Stopped" in page
-    assert f'ws-connect="/ws/conversations/{conversation.public_id}/"' in page
+    assert f'ws-connect="/ws/conversations/{conversation.public_id}/?seen=' in page
 
 
 def test_other_users_conversation_is_404() -> None:

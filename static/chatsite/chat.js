@@ -77,6 +77,12 @@
   // --- sending -----------------------------------------------------------------------------
   document.addEventListener("htmx:wsConfigSend", function (evt) {
     var form = evt.target;
+    if (form && form.classList && form.classList.contains("edit-form")) {
+      // An edited message: a new version of that turn (the server refuses while streaming).
+      evt.detail.parameters.client_key = newKey();
+      following = true;
+      return;
+    }
     if (!form || form.id !== "composer-form") return;
     if (isStreaming()) { evt.preventDefault(); return; }
     pendingKey = newKey();
@@ -123,6 +129,30 @@
     var button = document.getElementById("rename-button");
     if (button) button.focus();
   }
+
+  // --- editing a message: the form opens in place, Esc or Cancel closes it ---------------
+  function closeEdit(form) {
+    var text = form.querySelector("textarea");
+    if (text) text.value = text.defaultValue;
+    form.hidden = true;
+    var button = form.parentNode && form.parentNode.querySelector('[data-action="edit"]');
+    if (button) button.focus();
+  }
+  document.addEventListener("click", function (evt) {
+    var target = evt.target && evt.target.closest ? evt.target : null;
+    if (!target) return;
+    var edit = target.closest('[data-action="edit"]');
+    if (edit) {
+      var form = document.getElementById(edit.getAttribute("aria-controls"));
+      if (!form) return;
+      form.hidden = false;
+      var text = form.querySelector("textarea");
+      if (text) { text.focus(); text.setSelectionRange(text.value.length, text.value.length); }
+      return;
+    }
+    var cancel = target.closest('[data-action="edit-cancel"]');
+    if (cancel) closeEdit(cancel.closest("form"));
+  });
 
   // --- copy buttons on code blocks (model text carries no script; this is ours) -----------
   document.addEventListener("click", function (evt) {
@@ -183,6 +213,9 @@
     }
     if (evt.key === "Escape") {
       if (target && target.id === "rename-input") { evt.preventDefault(); cancelRename(target); return; }
+      if (target && target.form && target.form.classList.contains("edit-form")) {
+        evt.preventDefault(); closeEdit(target.form); return;
+      }
       if (setSidebar(false)) { evt.preventDefault(); return; } // first close the drawer
       var stop = document.getElementById("stop-button");
       if (stop) { evt.preventDefault(); stop.click(); }

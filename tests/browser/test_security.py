@@ -66,6 +66,9 @@ def test_a_hostile_streamed_answer_runs_nothing_and_fetches_nothing(
     # The bait stayed text and the page's own controls are intact.
     expect(page.locator("#send-button")).to_be_visible()
     assert (
-        page.locator("#messages img, #messages iframe, #messages form, #messages svg").count() == 0
+        page.locator(
+            ".message-body img, .message-body iframe, .message-body form, .message-body svg"
+        ).count()
+        == 0
     )
     assert page.problems == []  # type: ignore[attr-defined]

@@ -1,0 +1,154 @@
+"""Full-text search, on the database the site runs on: SQLite's FTS5 or PostgreSQL's
+text search. No extra service. Callers go through selectors.conversation_search, which
+scopes every query to its owner.
+
+Ranking: relevance (bm25 on SQLite, ts_rank on PostgreSQL) among the user's most recent
+matches (POOL of them). Ranking every match of a word found in most messages would cost
+time in proportion to the whole history; bounding the pool keeps a search in tens of
+milliseconds at any size, and in a chat history recent matches are the likely ones.
+
+Snippets are cut here, not by the database (SQLite's snippet() re-reads every match,
+PostgreSQL's ts_headline drops tag-like words): escaped text with the matching words in
+<mark>, so stored text can never put markup into the results.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+MAX_WORDS = 8
+POOL = 2000  # most recent matches ranked per query
+CANDIDATES = 60  # best of them considered before keeping one per conversation
+SNIPPET_WORDS = 24
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def query_words(text: str) -> list[str]:
+    """The words to look for: letters and digits only, so no query syntax gets through."""
+    return [w.lower() for w in _WORD.findall(text or "")][:MAX_WORDS]
+
+
+@dataclass(frozen=True)
+class Hit:
+    conversation_id: int
+    message_id: int | None  # None: the title matched
+    score: float  # lower is better
+
+
+@dataclass(frozen=True)
+class Result:
+    public_id: str
+    title: str
+    message_id: int | None
+    snippet: SafeString
+    archived: bool
+    updated_at: datetime
+
+
+def snippet_html(text: str, words: list[str], *, width: int = SNIPPET_WORDS) -> SafeString:
+    """A window of the text around the first matching word, escaped, matches marked."""
+    if not words:
+        return mark_safe(escape(text[:200]))  # noqa: S308  # escaped
+    pattern = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\w*", re.IGNORECASE)
+    first = pattern.search(text)
+    at = first.start() if first else 0
+    # About `width` words: some before the match, the rest after it.
+    before = text[max(0, at - 400) : at]
+    lead = [m.start() for m in _WORD.finditer(before)][-(width // 3) :] if before else []
+    start = max(0, at - 400) + lead[0] if lead else at
+    tail = list(_WORD.finditer(text, at, min(len(text), at + 600)))
+    end = tail[min(len(tail), width - len(lead)) - 1].end() if tail else len(text)
+    window = text[start:end]
+    out = ["…" if start > 0 else ""]
+    position = 0
+    for match in pattern.finditer(window):
+        out.append(escape(window[position : match.start()]))
+        out.append(f"<mark>{escape(match.group(0))}</mark>")
+        position = match.end()
+    out.append(escape(window[position:]))
+    out.append("…" if end < len(text) else "")
+    return mark_safe("".join(out))  # noqa: S308  # every piece of text above is escaped
+
+
+def hits(*, owner_id: int, words: list[str], limit: int) -> list[Hit]:
+    """Best matches first: titles, then messages, at most one per conversation."""
+    if not words:
+        return []
+    if connection.vendor == "postgresql":
+        rows = _postgres(owner_id, words)
+    else:
+        rows = _sqlite(owner_id, words)
+    seen: set[int] = set()
+    best: list[Hit] = []
+    for hit in rows:
+        if hit.conversation_id in seen:
+            continue
+        seen.add(hit.conversation_id)
+        best.append(hit)
+        if len(best) >= limit:
+            break
+    return best
+
+
+def _sqlite(owner_id: int, words: list[str]) -> list[Hit]:
+    # Each word quoted (it is only letters and digits anyway) and prefix-matched, all
+    # required: results while the user is still typing the last word.
+    match = " ".join(f'"{w}"*' for w in words)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, s FROM ("
+            " SELECT c.id, bm25(conversations_title_fts) AS s"
+            " FROM conversations_title_fts f JOIN conversations_conversation c ON c.id = f.rowid"
+            " WHERE conversations_title_fts MATCH %s AND c.owner_id = %s"
+            " ORDER BY f.rowid DESC LIMIT %s"
+            ") ORDER BY s LIMIT %s",
+            [match, owner_id, POOL, CANDIDATES],
+        )
+        titles = [Hit(cid, None, score) for cid, score in cursor.fetchall()]
+        cursor.execute(
+            "SELECT id, conversation_id, s FROM ("
+            " SELECT m.id, m.conversation_id, bm25(conversations_message_fts) AS s"
+            " FROM conversations_message_fts f"
+            " JOIN conversations_message m ON m.id = f.rowid"
+            " JOIN conversations_conversation c ON c.id = m.conversation_id"
+            " WHERE conversations_message_fts MATCH %s AND c.owner_id = %s"
+            " ORDER BY f.rowid DESC LIMIT %s"
+            ") ORDER BY s LIMIT %s",
+            [match, owner_id, POOL, CANDIDATES],
+        )
+        messages = [Hit(cid, mid, score) for mid, cid, score in cursor.fetchall()]
+    return titles + messages
+
+
+def _postgres(owner_id: int, words: list[str]) -> list[Hit]:
+    tsquery = " & ".join(f"{w}:*" for w in words)
+    # The tsvector column and expression are exactly those of the GIN indexes (migration 0006).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, ts_rank(to_tsvector('simple'::regconfig, title), q) AS r"
+            " FROM (SELECT c.id, c.title FROM conversations_conversation c"
+            "  WHERE c.owner_id = %s"
+            "  AND to_tsvector('simple'::regconfig, c.title) @@ to_tsquery('simple', %s)"
+            "  ORDER BY c.id DESC LIMIT %s) pool, to_tsquery('simple', %s) q"
+            " ORDER BY r DESC LIMIT %s",
+            [owner_id, tsquery, POOL, tsquery, CANDIDATES],
+        )
+        titles = [Hit(cid, None, -rank) for cid, rank in cursor.fetchall()]
+        cursor.execute(
+            "SELECT id, conversation_id, ts_rank(search_vector, q) AS r"
+            " FROM (SELECT m.id, m.conversation_id, m.search_vector FROM conversations_message m"
+            "  JOIN conversations_conversation c ON c.id = m.conversation_id"
+            "  WHERE c.owner_id = %s AND m.search_vector @@ to_tsquery('simple', %s)"
+            "  ORDER BY m.id DESC LIMIT %s) pool, to_tsquery('simple', %s) q"
+            " ORDER BY r DESC LIMIT %s",
+            [owner_id, tsquery, POOL, tsquery, CANDIDATES],
+        )
+        messages = [Hit(cid, mid, -rank) for mid, cid, rank in cursor.fetchall()]
+    return titles + messages
