@@ -208,6 +208,10 @@ OPENAI_MODEL = os.environ.get(
 # first answer); empty: the conversation's own model.
 CHATSITE_TITLE_MODEL = os.environ.get("CHATSITE_TITLE_MODEL", "")
 CHATSITE_TITLE_TIMEOUT = env_float("CHATSITE_TITLE_TIMEOUT", 15.0)
+# The models users may pick (comma-separated); empty: whatever the upstream lists.
+CHATSITE_MODELS = env_list("CHATSITE_MODELS", "")
+CHATSITE_MODELS_CACHE_SECONDS = env_float("CHATSITE_MODELS_CACHE_SECONDS", 300.0)
+CHATSITE_MAX_SYSTEM_PROMPT_CHARS = env_int("CHATSITE_MAX_SYSTEM_PROMPT_CHARS", 8000)
 CHATSITE_DEMO_TOKENS_PER_SECOND = env_float("CHATSITE_DEMO_TOKENS_PER_SECOND", 40.0)
 
 # --- Streaming --------------------------------------------------------------------------

@@ -24,6 +24,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 MODEL = "chatsite-demo"
+# The demo's models, and how fast each writes (times CHATSITE_DEMO_TOKENS_PER_SECOND), so
+# that the model picker has something to pick from with no set-up at all.
+MODELS = {MODEL: 1.0, "chatsite-demo-fast": 4.0}
 
 ANSWERS = [
     """Good question about **{topic}**. Here is how I would think about it, step by step.
@@ -174,12 +177,14 @@ def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def _chunk(cid: str, created: int, delta: dict[str, Any], finish: str | None = None) -> str:
+def _chunk(
+    cid: str, created: int, delta: dict[str, Any], finish: str | None = None, model: str = MODEL
+) -> str:
     payload = {
         "id": cid,
         "object": "chat.completion.chunk",
         "created": created,
-        "model": MODEL,
+        "model": model,
         "system_fingerprint": None,
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         "usage": None,
@@ -187,19 +192,21 @@ def _chunk(cid: str, created: int, delta: dict[str, Any], finish: str | None = N
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
-async def _stream(messages: list[dict[str, Any]], include_usage: bool) -> AsyncIterator[str]:
+async def _stream(
+    messages: list[dict[str, Any]], include_usage: bool, model: str = MODEL
+) -> AsyncIterator[str]:
     cid = f"chatcmpl-demo{uuid.uuid4().hex[:20]}"
     created = int(time.time())
-    rate = max(1.0, float(settings.CHATSITE_DEMO_TOKENS_PER_SECOND))
+    rate = max(1.0, float(settings.CHATSITE_DEMO_TOKENS_PER_SECOND) * MODELS.get(model, 1.0))
     tokens = _tokens(_answer_for(messages))
     rng = random.Random(cid)
-    yield _chunk(cid, created, {"role": "assistant", "content": "", "refusal": None})
+    yield _chunk(cid, created, {"role": "assistant", "content": "", "refusal": None}, model=model)
     await asyncio.sleep(min(0.4, 8 / rate))  # "thinking" before the first token
     for token in tokens:
-        yield _chunk(cid, created, {"content": token})
+        yield _chunk(cid, created, {"content": token}, model=model)
         # A realistic, slightly uneven pace. A client that hangs up cancels this sleep.
         await asyncio.sleep(rng.uniform(0.5, 1.5) / rate)
-    yield _chunk(cid, created, {}, finish="stop")
+    yield _chunk(cid, created, {}, finish="stop", model=model)
     if include_usage:
         prompt = sum(len(_tokens(str(m.get("content", "")))) for m in messages)
         usage = {
@@ -211,7 +218,7 @@ async def _stream(messages: list[dict[str, Any]], include_usage: bool) -> AsyncI
             "id": cid,
             "object": "chat.completion.chunk",
             "created": created,
-            "model": MODEL,
+            "model": model,
             "system_fingerprint": None,
             "choices": [],
             "usage": usage,
@@ -235,12 +242,15 @@ async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttp
     messages = body.get("messages") if isinstance(body, dict) else None
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         return _error(400, "'messages' must be a list of message objects.")
+    model = body.get("model") or MODEL
+    if model not in MODELS:
+        return _error(404, f"The model `{str(model)[:100]}` does not exist.", "not_found_error")
     request_id = f"req_demo_{uuid.uuid4().hex[:16]}"
     if body.get("stream"):
         options = body.get("stream_options") or {}
         include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
         response: HttpResponse | StreamingHttpResponse = StreamingHttpResponse(
-            _stream(messages, include_usage), content_type="text/event-stream; charset=utf-8"
+            _stream(messages, include_usage, model), content_type="text/event-stream; charset=utf-8"
         )
         response["Cache-Control"] = "no-cache"
     else:
@@ -252,7 +262,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttp
                 "id": f"chatcmpl-demo{uuid.uuid4().hex[:20]}",
                 "object": "chat.completion",
                 "created": int(time.time()),
-                "model": MODEL,
+                "model": model,
                 "system_fingerprint": None,
                 "choices": [
                     {
@@ -278,6 +288,9 @@ async def models(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {
             "object": "list",
-            "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "chatsite"}],
+            "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": "chatsite"}
+                for name in MODELS
+            ],
         }
     )

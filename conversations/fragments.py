@@ -101,6 +101,12 @@ def nav_live_html(public_id: Any, *, live: bool) -> str:
     return html.replace("<span ", '<span data-user-frame hx-swap-oob="true" ', 1)
 
 
+def conversation_usage_html(usage: dict[str, int]) -> str:
+    """The conversation's token total, after an answer reported its usage."""
+    html = render_to_string(f"{PAGE}#usage_total", {"usage": usage})
+    return html.replace("<span ", '<span hx-swap-oob="true" ', 1)
+
+
 def conversation_gone_html() -> str:
     return render_to_string(f"{PAGE}#gone", {})
 

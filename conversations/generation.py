@@ -400,7 +400,13 @@ class Generation:
         for name in VERSION_ATTRIBUTES:  # versions cannot change while an answer streams
             if hasattr(self.answer, name):
                 setattr(message, name, getattr(self.answer, name))
-        await self._publish(final_html(message), final=True)
+        html = final_html(message)
+        if message.total_tokens is not None or message.prompt_tokens is not None:
+            usage = await database_sync_to_async(selectors.usage_for_conversation)(
+                conversation=self.conversation
+            )
+            html += fragments.conversation_usage_html(usage)
+        await self._publish(html, final=True)
         await _publish_to_user(
             self.layer,
             self.conversation.owner_id,

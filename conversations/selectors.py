@@ -15,11 +15,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from . import search
-from .models import Conversation, Message
+from .models import Conversation, Message, UserSettings
 
 
 def _as_uuid(value: Any) -> uuid.UUID | None:
@@ -266,3 +267,43 @@ def message_history_for_upstream(*, answer_id: int) -> list[dict[str, str]]:
     chain.reverse()
     prompt = answer.conversation.system_prompt.strip()
     return ([{"role": "system", "content": prompt}] if prompt else []) + chain
+
+
+def user_settings_for(*, user: Any) -> UserSettings:
+    """The user's preferences (defaults, unsaved, for a user who never set any)."""
+    found = UserSettings.objects.filter(user=user).first()
+    return found if found is not None else UserSettings(user=user)
+
+
+def usage_for_conversation(*, conversation: Conversation) -> dict[str, int]:
+    """Tokens of every answer of the conversation, all versions (all were paid for)."""
+    totals = conversation.messages.filter(role=Message.Role.ASSISTANT).aggregate(
+        prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens")
+    )
+    return {"prompt": totals["prompt"] or 0, "completion": totals["completion"] or 0}
+
+
+def usage_this_month(*, user: Any) -> list[dict[str, Any]]:
+    """The user's tokens since the first of this month (the site's time zone), per model."""
+    start = timezone.localtime().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    rows = (
+        Message.objects.filter(
+            conversation__owner=user, role=Message.Role.ASSISTANT, created_at__gte=start
+        )
+        .values("model")
+        .annotate(
+            answers=Count("id"),
+            prompt=Sum("prompt_tokens"),
+            completion=Sum("completion_tokens"),
+        )
+        .order_by("model")
+    )
+    return [
+        {
+            "model": row["model"] or "(unknown)",
+            "answers": row["answers"],
+            "prompt": row["prompt"] or 0,
+            "completion": row["completion"] or 0,
+        }
+        for row in rows
+    ]

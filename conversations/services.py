@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import selectors
-from .models import Conversation, Message
+from .models import Conversation, Message, UserSettings
 
 
 class ConversationBusy(Exception):
@@ -75,8 +75,62 @@ def message_text_clean(*, text: Any) -> str:
     return text
 
 
-def conversation_create(*, owner: Any, model: str, title: str = "") -> Conversation:
-    return Conversation.objects.create(owner=owner, model=model, title=title[:200])
+def conversation_create(
+    *, owner: Any, model: str, title: str = "", system_prompt: str = ""
+) -> Conversation:
+    return Conversation.objects.create(
+        owner=owner, model=model, title=title[:200], system_prompt=system_prompt
+    )
+
+
+def _model_clean(model: Any, choices: list[str]) -> str:
+    if not isinstance(model, str) or model not in choices:
+        raise ValidationError("That model is not available here. Pick one from the list.")
+    return model
+
+
+def _system_prompt_clean(text: Any) -> str:
+    if not isinstance(text, str):
+        raise ValidationError("Instructions must be text.")
+    limit = settings.CHATSITE_MAX_SYSTEM_PROMPT_CHARS
+    if len(text) > limit:
+        raise ValidationError(
+            f"Those instructions are {len(text):,} characters long; the limit is {limit:,}."
+        )
+    return text.strip()
+
+
+def conversation_configure(
+    *,
+    conversation: Conversation,
+    choices: list[str],
+    model: Any = None,
+    system_prompt: Any = None,
+) -> Conversation:
+    """Pick the model for the next answers and/or set the instructions (system prompt).
+    Earlier answers keep the model that wrote them. Nothing changes on a bad value."""
+    fields: dict[str, str] = {}
+    if model is not None:
+        fields["model"] = _model_clean(model, choices)
+    if system_prompt is not None:
+        fields["system_prompt"] = _system_prompt_clean(system_prompt)
+    if fields:
+        Conversation.objects.filter(pk=conversation.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(conversation, name, value)
+    return conversation
+
+
+def user_settings_update(
+    *, user: Any, choices: list[str], default_model: Any, default_system_prompt: Any
+) -> UserSettings:
+    """A user's defaults for new conversations ("" model: the site's default)."""
+    model = "" if default_model in ("", None) else _model_clean(default_model, choices)
+    prompt = _system_prompt_clean(default_system_prompt or "")
+    row, _ = UserSettings.objects.update_or_create(
+        user=user, defaults={"default_model": model, "default_system_prompt": prompt}
+    )
+    return row
 
 
 @dataclass(frozen=True)
@@ -149,6 +203,8 @@ def turn_start(
                     return earlier
             if conversation.messages.filter(status=Message.Status.STREAMING).exists():
                 raise ConversationBusy
+            # The model may have been changed in another tab since this object was loaded.
+            conversation.refresh_from_db(fields=["model", "system_prompt"])
             if edit_of is not None:
                 edited = selectors.message_get(conversation=conversation, message_id=edit_of)
                 if edited is None or edited.role != Message.Role.USER:
@@ -217,6 +273,7 @@ def answer_retry(
             if conversation.messages.filter(status=Message.Status.STREAMING).exists():
                 raise ConversationBusy
             _rate_check(owner_id=conversation.owner_id, new_user_message=False)
+            conversation.refresh_from_db(fields=["model", "system_prompt"])
             now = timezone.now()
             answer = Message.objects.create(
                 conversation=conversation,

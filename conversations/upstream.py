@@ -231,6 +231,16 @@ async def open_stream(
     return ChatStream(stream, request_id)
 
 
+async def list_models(config: UpstreamConfig) -> list[str]:
+    """The model ids the upstream offers (GET /models). Raises UpstreamError."""
+    client = client_for(config)
+    try:
+        page = await client.models.list()
+    except UPSTREAM_EXCEPTIONS as exc:
+        raise classify(exc) from exc
+    return [model.id for model in page.data if isinstance(model.id, str) and model.id]
+
+
 async def complete_text(
     config: UpstreamConfig, *, model: str, messages: list[dict[str, str]], max_tokens: int = 30
 ) -> str:

@@ -6,12 +6,18 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("conversations/new/", views.conversation_create, name="conversation_create"),
     path("search/", views.conversation_search, name="conversation_search"),
+    path("settings/", views.user_settings, name="user_settings"),
     path("conversations/sidebar/", views.conversation_sidebar, name="conversation_sidebar"),
     path("conversations/<uuid:public_id>/", views.conversation_detail, name="conversation_detail"),
     path(
         "conversations/<uuid:public_id>/rename/",
         views.conversation_rename,
         name="conversation_rename",
+    ),
+    path(
+        "conversations/<uuid:public_id>/configure/",
+        views.conversation_configure,
+        name="conversation_configure",
     ),
     path(
         "conversations/<uuid:public_id>/flags/", views.conversation_flags, name="conversation_flags"

@@ -12,32 +12,60 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import generation, selectors, services
+from . import catalog, generation, selectors, services
 from .fragments import PAGE
 from .models import Conversation
 
 
 @require_GET
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
-    archived = request.GET.get("archived") == "1"
-    conversations = selectors.conversation_list(user=request.user, archived=archived)
-    return render(
-        request, "conversations/home.html", {"conversations": conversations, "archived": archived}
+async def home(request: HttpRequest) -> HttpResponse:
+    user = await request.auser()
+    choices = await _model_choices(request)
+    return await sync_to_async(_home_page)(
+        request, user, choices, archived=request.GET.get("archived") == "1"
     )
+
+
+def _home_page(
+    request: HttpRequest,
+    user: Any,
+    choices: list[str],
+    *,
+    archived: bool = False,
+    status: int = 200,
+    **extra: Any,
+) -> HttpResponse:
+    preferences = selectors.user_settings_for(user=user)
+    context = {
+        "conversations": selectors.conversation_list(user=user, archived=archived),
+        "archived": archived,
+        "model_choices": choices,
+        "selected_model": extra.pop("selected_model", "") or preferences.default_model,
+        **extra,
+    }
+    return render(request, "conversations/home.html", context, status=status)
 
 
 @require_GET
 @login_required
-def conversation_detail(request: HttpRequest, public_id: str) -> HttpResponse:
-    conversation = selectors.conversation_get(user=request.user, public_id=public_id)
+async def conversation_detail(request: HttpRequest, public_id: str) -> HttpResponse:
+    user = await request.auser()
+    choices = await _model_choices(request)
+    return await sync_to_async(_conversation_page)(request, user, public_id, choices)
+
+
+def _conversation_page(
+    request: HttpRequest, user: Any, public_id: str, choices: list[str]
+) -> HttpResponse:
+    conversation = selectors.conversation_get(user=user, public_id=public_id)
     if conversation is None:
         raise Http404("No such conversation.")
     messages = selectors.message_list(conversation=conversation)
     streaming = any(m.is_streaming for m in messages)
-    conversations, next_cursor = selectors.conversation_page(user=request.user)
+    conversations, next_cursor = selectors.conversation_page(user=user)
     return render(
         request,
         "conversations/conversation.html",
@@ -47,10 +75,22 @@ def conversation_detail(request: HttpRequest, public_id: str) -> HttpResponse:
             "streaming": streaming,
             "conversations": conversations,
             "next_cursor": next_cursor,
+            "model_choices": _with_current(choices, conversation.model),
+            "usage": selectors.usage_for_conversation(conversation=conversation),
             "ws_path": f"/ws/conversations/{conversation.public_id}/"
             + (f"?seen={messages[-1].pk}-{messages[-1].status}" if messages else ""),
         },
     )
+
+
+async def _model_choices(request: HttpRequest) -> list[str]:
+    config = generation.upstream_config(server=_server_address(request))
+    return await catalog.model_choices(config=config)
+
+
+def _with_current(choices: list[str], current: str) -> list[str]:
+    # A model no longer offered still shows as the conversation's current one.
+    return choices if current in choices or not current else [current, *choices]
 
 
 @require_POST
@@ -64,8 +104,14 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
             services.message_text_clean(text=text)
         except ValidationError as exc:
             return await _home_with_error(request, user, text, " ".join(exc.messages), 400)
+    choices = await _model_choices(request)
+    preferences = await sync_to_async(selectors.user_settings_for)(user=user)
+    model = request.POST.get("model") or preferences.default_model
     conversation = await sync_to_async(services.conversation_create)(
-        owner=user, model=settings.OPENAI_MODEL
+        owner=user,
+        # A model that is not (or no longer) offered falls back to the site's default.
+        model=model if model in choices else choices[0],
+        system_prompt=preferences.default_system_prompt,
     )
     if text.strip():
         server = _server_address(request)
@@ -81,16 +127,15 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
 async def _home_with_error(
     request: HttpRequest, user: object, text: str, error: str, status: int
 ) -> HttpResponse:
-    conversations = [c async for c in selectors.conversation_list(user=user)]
-    return await sync_to_async(render)(
+    choices = await _model_choices(request)
+    return await sync_to_async(_home_page)(
         request,
-        "conversations/home.html",
-        {
-            "conversations": conversations,
-            "form_error": error,
-            "form_message": text[: settings.CHATSITE_MAX_MESSAGE_CHARS],
-        },
+        user,
+        choices,
         status=status,
+        form_error=error,
+        form_message=text[: settings.CHATSITE_MAX_MESSAGE_CHARS],
+        selected_model=request.POST.get("model", ""),
     )
 
 
@@ -206,3 +251,59 @@ def conversation_search(request: HttpRequest) -> HttpResponse:
         html = render_to_string("conversations/search.html#results", context, request=request)
         return HttpResponse(html.strip())
     return render(request, "conversations/search.html", context)
+
+
+@require_POST
+@login_required
+async def conversation_configure(request: HttpRequest, public_id: str) -> HttpResponse:
+    """The model for the next answers, and the conversation's instructions."""
+    conversation = await _owned(request, public_id)
+    choices = await _model_choices(request)
+    context: dict[str, Any] = {"conversation": conversation}
+    status = 200
+    try:
+        await sync_to_async(services.conversation_configure)(
+            conversation=conversation,
+            choices=choices,
+            model=request.POST.get("model"),
+            system_prompt=request.POST.get("system_prompt"),
+        )
+        context["configure_saved"] = True
+    except ValidationError as exc:
+        context["configure_error"] = " ".join(exc.messages)
+        status = 422
+    context["model_choices"] = _with_current(choices, conversation.model)
+    context["usage"] = await sync_to_async(selectors.usage_for_conversation)(
+        conversation=conversation
+    )
+    html = await sync_to_async(render_to_string)(f"{PAGE}#configure", context, request=request)
+    return HttpResponse(html, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+async def user_settings(request: HttpRequest) -> HttpResponse:
+    """Defaults for new conversations, this month's usage, taking data away, the account."""
+    user = await request.auser()
+    choices = await _model_choices(request)
+    return await sync_to_async(_user_settings_page)(request, user, choices)
+
+
+def _user_settings_page(request: HttpRequest, user: Any, choices: list[str]) -> HttpResponse:
+    context: dict[str, Any] = {"model_choices": choices}
+    status = 200
+    if request.method == "POST":
+        try:
+            services.user_settings_update(
+                user=user,
+                choices=choices,
+                default_model=request.POST.get("default_model", ""),
+                default_system_prompt=request.POST.get("default_system_prompt", ""),
+            )
+            context["saved"] = True
+        except ValidationError as exc:
+            context["settings_error"] = " ".join(exc.messages)
+            status = 422
+    context["preferences"] = selectors.user_settings_for(user=user)
+    context["usage"] = selectors.usage_this_month(user=user)
+    return render(request, "conversations/settings.html", context, status=status)

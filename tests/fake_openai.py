@@ -186,6 +186,7 @@ class FakeUpstream:
             self._plain_queue.clear()
             self.requests = []
             self.default = Stream()
+            self.models = ["fake-model", "fake-model-mini"]
 
     def completions(self) -> list[RequestLog]:
         """Streaming chat completion requests (the answers)."""

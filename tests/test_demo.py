@@ -53,7 +53,9 @@ async def test_demo_answers_vary_with_the_question(settings: object) -> None:
     for question in ("a", "bb", "ccc", "dddd", "eeeee", "ffffff"):
         response = await AsyncClient().post(
             "/demo/v1/chat/completions",
-            data=json.dumps({"model": "x", "messages": [{"role": "user", "content": question}]}),
+            data=json.dumps(
+                {"model": "chatsite-demo", "messages": [{"role": "user", "content": question}]}
+            ),
             content_type="application/json",
         )
         completion = ChatCompletion.model_validate_json(response.content)
@@ -89,3 +91,23 @@ async def test_demo_writes_sensible_titles() -> None:
     )
     completion = ChatCompletion.model_validate_json(response.content)
     assert completion.choices[0].message.content == "Bake Sourdough Bread at Home"
+
+
+async def test_demo_offers_two_models_and_refuses_others() -> None:
+    listed = (await AsyncClient().get("/demo/v1/models")).json()
+    assert [m["id"] for m in listed["data"]] == ["chatsite-demo", "chatsite-demo-fast"]
+    response = await AsyncClient().post(
+        "/demo/v1/chat/completions",
+        data=json.dumps({"model": "gpt-nope", "messages": [{"role": "user", "content": "hi"}]}),
+        content_type="application/json",
+    )
+    assert response.status_code == 404
+    assert "gpt-nope" in response.json()["error"]["message"]
+    answer = await AsyncClient().post(
+        "/demo/v1/chat/completions",
+        data=json.dumps(
+            {"model": "chatsite-demo-fast", "messages": [{"role": "user", "content": "hi"}]}
+        ),
+        content_type="application/json",
+    )
+    assert ChatCompletion.model_validate_json(answer.content).model == "chatsite-demo-fast"

@@ -1,0 +1,56 @@
+"""Which models a conversation may use: what the upstream lists (GET /models), cached
+for a few minutes, narrowed by the operator's CHATSITE_MODELS when set. When listing
+fails the configured list (or the default model) stands in, so the site keeps working
+with servers that do not implement /models.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+
+from . import demo, upstream
+
+log = logging.getLogger(__name__)
+
+FAILURE_TTL = 30.0  # seconds before a failed listing is tried again
+
+_cache: dict[str, tuple[float, list[str] | None]] = {}
+
+
+def cache_clear() -> None:
+    _cache.clear()
+
+
+async def _listed(config: upstream.UpstreamConfig) -> list[str] | None:
+    now = time.monotonic()
+    cached = _cache.get(config.base_url)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    try:
+        listed: list[str] | None = sorted(set(await upstream.list_models(config)))
+        ttl = settings.CHATSITE_MODELS_CACHE_SECONDS
+    except upstream.UpstreamError as exc:
+        log.warning("listing the upstream's models failed: %s", exc.kind.value)
+        listed, ttl = None, FAILURE_TTL
+    _cache[config.base_url] = (now + ttl, listed)
+    return listed
+
+
+async def model_choices(*, config: upstream.UpstreamConfig) -> list[str]:
+    """The models to offer, the default first."""
+    default = settings.OPENAI_MODEL
+    if settings.CHATSITE_DEMO_MODE:
+        listed: list[str] | None = list(demo.MODELS)  # our own: no need to ask
+    else:
+        listed = await _listed(config)
+    allowed = settings.CHATSITE_MODELS
+    if allowed:
+        choices = [m for m in allowed if listed is None or m in listed] or list(allowed)
+    else:
+        choices = listed or [default]
+    if default in choices:
+        choices = [default, *[m for m in choices if m != default]]
+    return choices
