@@ -530,6 +530,22 @@ async def conversation_remove(*, conversation: Conversation) -> None:
     await _publish_to_user(layer, conversation.owner_id, fragments.nav_gone_html(conversation))
 
 
+async def user_remove(*, user: Any, password: Any) -> None:
+    """Delete an account: check the password, stop its answers (their partials do not
+    matter any more, but their upstream calls must end), then delete everything."""
+    await database_sync_to_async(services.user_password_confirm)(user=user, password=password)
+    streaming = [
+        m async for m in Message.objects.filter(conversation__owner=user, status="streaming")
+    ]
+    for answer in streaming:
+        await generation_stop(answer=answer)
+    for _ in range(100):
+        if not await Message.objects.filter(conversation__owner=user, status="streaming").aexists():
+            break
+        await asyncio.sleep(0.02)
+    await database_sync_to_async(services.user_delete)(user=user)
+
+
 # --- starting, stopping -------------------------------------------------------------------
 
 

@@ -307,3 +307,24 @@ def usage_this_month(*, user: Any) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+def message_all(*, conversation: Conversation) -> list[Message]:
+    """Every message of the conversation, all versions, parents before children."""
+    return list(conversation.messages.order_by("id"))
+
+
+def conversation_ids(*, user: Any) -> list[int]:
+    """All of the user's conversations (archived too), oldest first: for an export."""
+    if not getattr(user, "is_authenticated", False):
+        return []
+    return list(Conversation.objects.filter(owner=user).order_by("id").values_list("id", flat=True))
+
+
+def conversation_batch(*, user: Any, ids: list[int]) -> list[tuple[Conversation, list[Message]]]:
+    """These conversations of the user's with all their messages (an export's slice)."""
+    rows = list(Conversation.objects.filter(owner=user, pk__in=ids).order_by("id"))
+    messages: dict[int, list[Message]] = {c.pk: [] for c in rows}
+    for message in Message.objects.filter(conversation__in=rows).order_by("id"):
+        messages[message.conversation_id].append(message)
+    return [(c, messages[c.pk]) for c in rows]

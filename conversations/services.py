@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import selectors
+from . import portability, selectors
 from .models import Conversation, Message, UserSettings
 
 
@@ -504,3 +504,63 @@ def conversation_set_flags(
 def conversation_delete(*, conversation: Conversation) -> None:
     """Delete a conversation and all its messages (stop its answer first)."""
     Conversation.objects.filter(pk=conversation.pk).delete()
+
+
+def conversation_import(*, owner: Any, drafts: list[portability.Draft]) -> list[Conversation]:
+    """Create the owner's conversations from parsed drafts: all of them or, on any
+    failure, none. Ids are always new: a file can never touch an existing conversation."""
+    created = []
+    now = timezone.now()
+    with transaction.atomic():
+        for draft in drafts:
+            conversation = Conversation.objects.create(
+                owner=owner,
+                title=draft.title,
+                title_source=draft.title_source if draft.title else "",
+                model=draft.model or settings.OPENAI_MODEL,
+                system_prompt=draft.system_prompt,
+                pinned=draft.pinned,
+                archived=draft.archived,
+            )
+            ids: dict[str, int] = {}
+            stamps: dict[int, datetime] = {}
+            for item in draft.messages:  # parents before children: ids keep that order
+                message = Message.objects.create(
+                    conversation=conversation,
+                    parent_id=ids.get(item.parent) if item.parent else None,
+                    role=item.role,
+                    content=item.content,
+                    status=item.status,
+                    finish_reason=item.finish_reason,
+                    error=item.error,
+                    model=item.model,
+                    prompt_tokens=item.prompt_tokens,
+                    completion_tokens=item.completion_tokens,
+                    total_tokens=item.total_tokens,
+                    completed_at=item.completed_at,
+                )
+                ids[item.key] = message.pk
+                if item.created_at is not None:
+                    stamps[message.pk] = item.created_at
+            for pk, moment in stamps.items():  # auto_now_add ignores values given on create
+                Message.objects.filter(pk=pk).update(created_at=moment)
+            Conversation.objects.filter(pk=conversation.pk).update(
+                leaf_id=ids.get(draft.current) if draft.current else None,
+                created_at=draft.created_at or now,
+                updated_at=draft.updated_at or draft.created_at or now,
+            )
+            created.append(conversation)
+    return created
+
+
+def user_password_confirm(*, user: Any, password: Any) -> None:
+    """ValidationError unless this is the user's password (before anything irreversible)."""
+    if not isinstance(password, str) or not password or not user.check_password(password):
+        raise ValidationError("That password is not right. Nothing was deleted.")
+
+
+def user_delete(*, user: Any) -> None:
+    """Delete an account and everything in it (conversations, messages, settings). The
+    caller has confirmed the password and stopped its streaming answers."""
+    with transaction.atomic():
+        get_user_model().objects.filter(pk=user.pk).delete()

@@ -7,6 +7,14 @@ urlpatterns = [
     path("conversations/new/", views.conversation_create, name="conversation_create"),
     path("search/", views.conversation_search, name="conversation_search"),
     path("settings/", views.user_settings, name="user_settings"),
+    path("settings/export.zip", views.export_all, name="export_all"),
+    path("settings/import/", views.conversation_import, name="conversation_import"),
+    path("settings/delete-account/", views.account_delete, name="account_delete"),
+    path(
+        "conversations/<uuid:public_id>/export.<str:kind>",
+        views.conversation_export,
+        name="conversation_export",
+    ),
     path("conversations/sidebar/", views.conversation_sidebar, name="conversation_sidebar"),
     path("conversations/<uuid:public_id>/", views.conversation_detail, name="conversation_detail"),
     path(

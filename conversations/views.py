@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import catalog, generation, selectors, services
+from . import catalog, generation, portability, selectors, services
 from .fragments import PAGE
 from .models import Conversation
 
@@ -286,13 +295,22 @@ async def user_settings(request: HttpRequest) -> HttpResponse:
     """Defaults for new conversations, this month's usage, taking data away, the account."""
     user = await request.auser()
     choices = await _model_choices(request)
-    return await sync_to_async(_user_settings_page)(request, user, choices)
+    return await sync_to_async(_user_settings_page)(
+        request, user, choices, save=request.method == "POST"
+    )
 
 
-def _user_settings_page(request: HttpRequest, user: Any, choices: list[str]) -> HttpResponse:
-    context: dict[str, Any] = {"model_choices": choices}
-    status = 200
-    if request.method == "POST":
+def _user_settings_page(
+    request: HttpRequest,
+    user: Any,
+    choices: list[str],
+    *,
+    save: bool = False,
+    status: int = 200,
+    **extra: Any,
+) -> HttpResponse:
+    context: dict[str, Any] = {"model_choices": choices, **extra}
+    if save:
         try:
             services.user_settings_update(
                 user=user,
@@ -307,3 +325,108 @@ def _user_settings_page(request: HttpRequest, user: Any, choices: list[str]) -> 
     context["preferences"] = selectors.user_settings_for(user=user)
     context["usage"] = selectors.usage_this_month(user=user)
     return render(request, "conversations/settings.html", context, status=status)
+
+
+@require_GET
+@login_required
+def conversation_export(request: HttpRequest, public_id: str, kind: str) -> HttpResponse:
+    """One conversation as a download: JSON (every version) or Markdown (what is shown)."""
+    conversation = selectors.conversation_get(user=request.user, public_id=public_id)
+    if conversation is None or kind not in ("json", "md"):
+        raise Http404("No such conversation.")
+    stem = portability.file_stem(conversation)
+    if kind == "json":
+        document = portability.conversation_document(
+            conversation, selectors.message_all(conversation=conversation)
+        )
+        response = HttpResponse(
+            portability.to_json([document]), content_type="application/json; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{stem}.json"'
+        return response
+    path = selectors.message_list(conversation=conversation)
+    total = len(selectors.message_all(conversation=conversation))
+    response = HttpResponse(
+        portability.to_markdown(conversation, path, total),
+        content_type="text/markdown; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="{stem}.md"'
+    return response
+
+
+EXPORT_BATCH = 20  # conversations read per query while the zip streams
+
+
+@require_GET
+@login_required
+async def export_all(request: HttpRequest) -> StreamingHttpResponse:
+    """Every conversation of the user, JSON and Markdown, as one zip. Streamed: the
+    server holds a batch of conversations at a time, never the archive."""
+    user = await request.auser()
+    ids = await sync_to_async(selectors.conversation_ids)(user=user)
+
+    def build(batch: list[int], archive: portability.ZipStream) -> bytes:
+        out = b""
+        for conversation, messages in selectors.conversation_batch(user=user, ids=batch):
+            stem = "conversations/" + portability.file_stem(conversation)
+            document = portability.conversation_document(conversation, messages)
+            out += archive.add(f"{stem}.json", portability.to_json([document]))
+            path = selectors.message_list(conversation=conversation)
+            markdown = portability.to_markdown(conversation, path, len(messages))
+            out += archive.add(f"{stem}.md", markdown.encode())
+        return out
+
+    async def stream() -> AsyncIterator[bytes]:
+        archive = portability.ZipStream()
+        for start in range(0, len(ids), EXPORT_BATCH):
+            chunk = await sync_to_async(build)(ids[start : start + EXPORT_BATCH], archive)
+            if chunk:
+                yield chunk
+        yield archive.close()
+
+    response = StreamingHttpResponse(stream(), content_type="application/zip")
+    stamp = timezone.now().strftime("%Y-%m-%d")
+    response["Content-Disposition"] = f'attachment; filename="chatsite-{stamp}.zip"'
+    return response
+
+
+@require_POST
+@login_required
+async def conversation_import(request: HttpRequest) -> HttpResponse:
+    """A chatsite export (JSON or zip) or ChatGPT's conversations.json, all or nothing."""
+    user = await request.auser()
+    choices = await _model_choices(request)
+
+    def work() -> HttpResponse:
+        upload = request.FILES.get("file")
+        limit = settings.CHATSITE_IMPORT_MAX_BYTES
+        try:
+            if upload is None:
+                raise portability.ImportRefused("Choose a file to import.")
+            if upload.size is not None and upload.size > limit:
+                raise portability.ImportRefused(
+                    f"That file is larger than {limit // 1_000_000} MB."
+                )
+            drafts = portability.parse_upload(upload.name or "", upload.read(limit + 1))
+            imported = services.conversation_import(owner=user, drafts=drafts)
+        except portability.ImportRefused as exc:
+            return _user_settings_page(request, user, choices, status=400, import_error=str(exc))
+        return _user_settings_page(request, user, choices, imported=imported)
+
+    return await sync_to_async(work)()
+
+
+@require_POST
+@login_required
+async def account_delete(request: HttpRequest) -> HttpResponse:
+    """Delete the account and all its data, after the password is confirmed."""
+    user = await request.auser()
+    try:
+        await generation.user_remove(user=user, password=request.POST.get("password"))
+    except ValidationError as exc:
+        choices = await _model_choices(request)
+        return await sync_to_async(_user_settings_page)(
+            request, user, choices, status=400, delete_error=" ".join(exc.messages)
+        )
+    await sync_to_async(logout)(request)
+    return HttpResponseRedirect(reverse("login"))

@@ -165,3 +165,25 @@ async def test_another_users_conversation_cannot_be_configured(fake: FakeUpstrea
     assert response.status_code == 404
     await conversation.arefresh_from_db()
     assert (conversation.model, conversation.system_prompt) == ("fake-model", "")
+
+
+async def test_deleting_an_account_hangs_up_its_streaming_answers_first(
+    fake: FakeUpstream,
+) -> None:
+    fake.enqueue(Stream([f"p{i} " for i in range(400)], interval=0.02))
+    user = await sync_to_async(make_user)("leaving")
+    client = AsyncClient()
+    await sync_to_async(client.force_login)(user)
+    conversation = await Conversation.objects.acreate(owner=user, model="fake-model")
+    _, socket = await open_socket(conversation, user)
+    await socket.send_json({"action": "send", "message": "long story"})
+    await socket.receive_until(lambda f: "p1" in f)
+    log = fake.completions()[-1]
+    response = await client.post(
+        "/settings/delete-account/", {"password": "a-long-enough-password"}
+    )
+    assert response.status_code == 302
+    assert await log.await_closed(2.0)
+    assert not log.completed
+    assert not await Message.objects.filter(conversation__owner_id=user.pk).aexists()
+    await socket.close()
