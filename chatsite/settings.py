@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "channels",
     "template_partials",
     "conversations",
+    "moderation",
 ]
 
 MIDDLEWARE = [
@@ -212,6 +213,17 @@ CHATSITE_TITLE_TIMEOUT = env_float("CHATSITE_TITLE_TIMEOUT", 15.0)
 CHATSITE_MODELS = env_list("CHATSITE_MODELS", "")
 CHATSITE_MODELS_CACHE_SECONDS = env_float("CHATSITE_MODELS_CACHE_SECONDS", 300.0)
 CHATSITE_MAX_SYSTEM_PROMPT_CHARS = env_int("CHATSITE_MAX_SYSTEM_PROMPT_CHARS", 8000)
+
+# --- Moderation --------------------------------------------------------------------------
+# Screen messages and answers with the upstream's /moderations endpoint as well as the
+# local rules edited in admin.
+CHATSITE_MODERATION_ENDPOINT = env_bool("CHATSITE_MODERATION_ENDPOINT", False)
+CHATSITE_MODERATION_MODEL = os.environ.get("CHATSITE_MODERATION_MODEL", "")
+CHATSITE_SCREENING_TIMEOUT = env_float("CHATSITE_SCREENING_TIMEOUT", 5.0)
+# When screening fails or times out: "allow" (not flagged) or "block".
+CHATSITE_SCREENING_ON_ERROR = os.environ.get("CHATSITE_SCREENING_ON_ERROR", "allow")
+if CHATSITE_SCREENING_ON_ERROR not in ("allow", "block"):
+    raise ImproperlyConfigured("CHATSITE_SCREENING_ON_ERROR must be 'allow' or 'block'.")
 
 # --- Import ------------------------------------------------------------------------------
 CHATSITE_IMPORT_MAX_BYTES = env_int("CHATSITE_IMPORT_MAX_BYTES", 50_000_000)

@@ -35,6 +35,9 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
+from moderation import screening
+from moderation import services as moderation_services
+
 from . import fragments, selectors, services, upstream
 from .models import Conversation, Message
 from .rendering import BlockSplitter
@@ -104,6 +107,14 @@ def retry_delay(attempt: int, retry_after: float | None) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+# Where an answer may be cut into batches for screening: sentence and block ends.
+SENTENCE_ENDS = (". ", "! ", "? ", ".\n", "!\n", "?\n", "\n\n")
+
+
+class QuestionBlocked(Exception):
+    """Screening blocked the user's message: nothing goes upstream."""
+
+
 class AnswerCapped(Exception):
     """The answer ran past the site's length or duration cap."""
 
@@ -124,6 +135,8 @@ class Generation:
     layer: BaseChannelLayer
     # Text already in the answer (Continue): kept, shown and sent upstream as context.
     prefix: str = ""
+    # A new user message, screened before anything goes upstream.
+    question: Message | None = None
     group: str = ""
     request_id: str = ""
     note: str = ""
@@ -142,6 +155,10 @@ class Generation:
     _reader: asyncio.Task[None] | None = None
     _checkpoint: asyncio.Task[Any] | None = None
     _last_checkpoint: float = 0.0
+    # Screening of the answer: whole sentences are screened in batches beside the stream.
+    _screen_due: asyncio.Event = field(default_factory=asyncio.Event)
+    _screened: int = 0  # characters of the finished text already screened
+    moderation_stop: screening.Verdict | None = None
     task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
@@ -150,6 +167,7 @@ class Generation:
             finished, _ = self._splitter.feed(self.prefix)
             self._sealed.append(finished)
             self._length = len(self.prefix)
+            self._screened = len(self.prefix)  # screened when it was first written
         self.first_token_at = self.answer.first_token_at
 
     # --- text -------------------------------------------------------------------------
@@ -176,6 +194,8 @@ class Generation:
     async def run(self) -> None:
         control = asyncio.create_task(self._listen())
         flusher = asyncio.create_task(self._flush_loop())
+        screener = asyncio.create_task(self._screen_loop())
+        flusher.add_done_callback(lambda _t: screener.cancel())
         outcome = Outcome()
         self._reader = asyncio.create_task(self._read())
         try:
@@ -204,6 +224,9 @@ class Generation:
         except AnswerCapped as exc:
             outcome.status = Message.Status.INTERRUPTED
             outcome.error = str(exc)
+        except QuestionBlocked as exc:
+            outcome.status = Message.Status.ERROR
+            outcome.error = str(exc)
         except Exception:
             # Deliberately broad, and only here: a bug must not leave an answer streaming
             # forever. Log it with its traceback and save what there is.
@@ -213,6 +236,8 @@ class Generation:
         await asyncio.shield(self._finish(outcome, control, flusher))
 
     async def _read(self) -> None:
+        if self.question is not None:
+            await self._screen_question(self.question)
         history = await database_sync_to_async(selectors.message_history_for_upstream)(
             answer_id=self.answer.pk
         )
@@ -273,6 +298,51 @@ class Generation:
         finally:
             # Runs on Stop too (CancelledError): the upstream must see us hang up.
             await stream.close()
+
+    # --- screening ----------------------------------------------------------------------
+    async def _screen_question(self, question: Message) -> None:
+        verdict = await screening.screen(question.content, config=self.config)
+        if verdict.flagged:
+            await database_sync_to_async(moderation_services.flag_from_verdict)(
+                message=question, verdict=verdict
+            )
+        if verdict.stops:
+            reason = f"Not sent: it goes against this site's rules ({verdict.category})."
+            await database_sync_to_async(moderation_services.message_hide)(
+                message_id=question.pk, reason=reason
+            )
+            question.hidden, question.hidden_reason = True, reason
+            await self._publish(fragments.message_html(question))
+            raise QuestionBlocked(
+                "Your message was not sent to the model: it goes against this site's rules "
+                f"({verdict.category})."
+            )
+
+    async def _screen_loop(self) -> None:
+        # One screening in flight at a time: text arriving meanwhile makes the next batch
+        # bigger, so a slow screen never slows the stream (it runs beside it).
+        while True:
+            await self._screen_due.wait()
+            self._screen_due.clear()
+            sealed, window = self.published_split
+            rest = (sealed + window)[self._screened :]
+            cut = max(rest.rfind(mark) for mark in SENTENCE_ENDS)
+            if cut < 0:
+                continue  # no whole sentence yet
+            batch = rest[: cut + 1]
+            self._screened += len(batch)
+            if batch.strip():
+                await self._screen_answer(batch)
+
+    async def _screen_answer(self, batch: str) -> None:
+        verdict = await screening.screen(batch, config=self.config)
+        if verdict.flagged:
+            await database_sync_to_async(moderation_services.flag_from_verdict)(
+                message=self.answer, verdict=verdict
+            )
+        if verdict.stops and self.moderation_stop is None:
+            self.moderation_stop = verdict
+            self.stop()  # as with Stop: the upstream connection closes at once
 
     def stop(self) -> None:
         """Stop this answer (called in this process; other processes send a message)."""
@@ -343,6 +413,7 @@ class Generation:
         finished, tail = self._splitter.feed(delta)
         if finished:
             self._sealed.append(finished)
+        self._screen_due.set()
         html = fragments.answer_growth_html(self.answer.pk, finished, tail)
         if self.note:  # text is flowing again: the retry notice has done its job
             self.note = ""
@@ -376,6 +447,19 @@ class Generation:
         await asyncio.wait(helpers, timeout=2.0)
         if self._checkpoint is not None:
             await asyncio.wait([self._checkpoint], timeout=5.0)
+        rest = self.text[self._screened :]
+        if self.moderation_stop is None and rest.strip() and outcome.status != "error":
+            # The last block is only whole now; bounded, so screening never holds the save.
+            try:
+                async with asyncio.timeout(settings.CHATSITE_SCREENING_TIMEOUT + 1):
+                    await self._screen_answer(rest)
+            except TimeoutError:
+                log.warning("screening the end of answer %s timed out", self.answer.pk)
+        if self.moderation_stop is not None:
+            outcome.error = (
+                "This answer was stopped and hidden: it goes against this site's rules "
+                f"({self.moderation_stop.category})."
+            )
         usage = self.usage
         message = await database_sync_to_async(services.message_finalize)(
             message_id=self.answer.pk,
@@ -397,6 +481,11 @@ class Generation:
             )
             if message is None:
                 return
+        if self.moderation_stop is not None:
+            await database_sync_to_async(moderation_services.message_hide)(
+                message_id=message.pk, reason=outcome.error
+            )
+            message.hidden, message.hidden_reason = True, outcome.error
         for name in VERSION_ATTRIBUTES:  # versions cannot change while an answer streams
             if hasattr(self.answer, name):
                 setattr(message, name, getattr(self.answer, name))
@@ -563,6 +652,7 @@ async def _launch(
     server: tuple[str, int] | None,
     announce: str,
     prefix: str = "",
+    question: Message | None = None,
 ) -> Generation:
     layer = _layer()
     await database_sync_to_async(selectors.message_with_versions)(message=answer)
@@ -573,6 +663,7 @@ async def _launch(
         config=upstream_config(server=server),
         layer=layer,
         prefix=prefix,
+        question=question,
     )
     await layer.group_send(
         generation.group,
@@ -616,6 +707,7 @@ async def generation_begin(
             server=server,
             announce=fragments.message_append_html(turn.user_message)
             + fragments.message_append_html(turn.answer),
+            question=turn.user_message,
         )
     return turn
 
@@ -663,6 +755,7 @@ async def generation_edit(
             channel=channel,
             server=server,
             announce=await _message_list_html(conversation),
+            question=turn.user_message,
         )
     return turn
 

@@ -99,6 +99,10 @@ class Message(models.Model):
     # Channel-layer address of the generation producing this answer, so that a Stop
     # from any tab in any process can reach it.
     generation_channel = models.CharField(max_length=255, blank=True)
+    # Hidden by moderation (a blocked message, a stopped or hidden answer): the text is kept
+    # for moderators, the owner sees a notice, and it is never sent upstream again.
+    hidden = models.BooleanField(default=False)
+    hidden_reason = models.CharField(max_length=200, blank=True)
     # Refreshed by the process running the generation; a streaming answer whose heartbeat
     # is stale belongs to a dead process and is marked interrupted by any live one.
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -55,7 +55,9 @@ def conversation_document(conversation: Conversation, messages: list[Message]) -
                 "id": local[m.pk],
                 "parent": local.get(m.parent_id) if m.parent_id else None,
                 "role": m.role,
-                "content": m.content,
+                # Hidden by moderation: kept for moderators, not handed out.
+                "content": "" if m.hidden else m.content,
+                "hidden": m.hidden,
                 "status": m.status,
                 "finish_reason": m.finish_reason,
                 "error": m.error,
@@ -96,7 +98,8 @@ def to_markdown(conversation: Conversation, path: list[Message], versions: int) 
             lines.append("## You")
         else:
             lines.append(f"## Assistant ({message.model})" if message.model else "## Assistant")
-        lines += ["", message.content or "", ""]
+        text = "*(Hidden by moderation.)*" if message.hidden else message.content
+        lines += ["", text or "", ""]
         if message.role == Message.Role.ASSISTANT and message.status != Message.Status.COMPLETE:
             lines += [f"*({message.get_status_display()})*", ""]
     extra = versions - len(path)

@@ -92,7 +92,9 @@ def conversation_search(*, user: Any, query: str, limit: int = SEARCH_RESULTS) -
     rows = Conversation.objects.filter(owner=user).in_bulk([h.conversation_id for h in found])
     texts = dict(
         Message.objects.filter(
-            conversation__owner=user, pk__in=[h.message_id for h in found if h.message_id]
+            conversation__owner=user,
+            hidden=False,  # text hidden by moderation is not shown, not even in a snippet
+            pk__in=[h.message_id for h in found if h.message_id],
         ).values_list("pk", "content")
     )
     results = []
@@ -254,14 +256,16 @@ def message_history_for_upstream(*, answer_id: int) -> list[dict[str, str]]:
     rows = list(
         Message.objects.filter(conversation_id=answer.conversation_id)
         .order_by("id")
-        .values_list("id", "parent_id", "role", "content")
+        .values_list("id", "parent_id", "role", "content", "hidden")
     )
-    by_id = {pk: (parent_id, role, content) for pk, parent_id, role, content in rows}
+    by_id = {
+        pk: (parent_id, role, content, hidden) for pk, parent_id, role, content, hidden in rows
+    }
     chain: list[dict[str, str]] = []
     node = answer.parent_id
     while node is not None:
-        parent_id, role, content = by_id[node]
-        if content:
+        parent_id, role, content, hidden = by_id[node]
+        if content and not hidden:  # hidden by moderation: never sent again
             chain.append({"role": role, "content": content})
         node = parent_id
     chain.reverse()

@@ -241,6 +241,34 @@ async def list_models(config: UpstreamConfig) -> list[str]:
     return [model.id for model in page.data if isinstance(model.id, str) and model.id]
 
 
+@dataclass(frozen=True)
+class Moderation:
+    flagged_categories: list[str]
+    scores: dict[str, float]
+
+
+async def moderate(config: UpstreamConfig, *, text: str, model: str = "") -> Moderation:
+    """The upstream's /moderations verdict on one text. Raises UpstreamError."""
+    client = client_for(config)
+    try:
+        if model:
+            response = await client.moderations.create(input=text, model=model)
+        else:
+            response = await client.moderations.create(input=text)
+    except UPSTREAM_EXCEPTIONS as exc:
+        raise classify(exc) from exc
+    flagged: list[str] = []
+    scores: dict[str, float] = {}
+    for result in response.results:
+        for name, value in result.categories.model_dump(by_alias=True).items():
+            if value and name not in flagged:
+                flagged.append(name)
+        for name, score in result.category_scores.model_dump(by_alias=True).items():
+            if isinstance(score, (int, float)):
+                scores[name] = max(scores.get(name, 0.0), float(score))
+    return Moderation(flagged_categories=flagged, scores=scores)
+
+
 async def complete_text(
     config: UpstreamConfig, *, model: str, messages: list[dict[str, str]], max_tokens: int = 30
 ) -> str:

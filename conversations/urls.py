@@ -28,6 +28,11 @@ urlpatterns = [
         name="conversation_configure",
     ),
     path(
+        "conversations/<uuid:public_id>/report/",
+        views.conversation_report,
+        name="conversation_report",
+    ),
+    path(
         "conversations/<uuid:public_id>/flags/", views.conversation_flags, name="conversation_flags"
     ),
     path(

@@ -21,7 +21,10 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from moderation import services as moderation_services
 
 from . import catalog, generation, portability, selectors, services
 from .fragments import PAGE
@@ -430,3 +433,26 @@ async def account_delete(request: HttpRequest) -> HttpResponse:
         )
     await sync_to_async(logout)(request)
     return HttpResponseRedirect(reverse("login"))
+
+
+@require_POST
+@login_required
+def conversation_report(request: HttpRequest, public_id: str) -> HttpResponse:
+    """A user reports an answer (or the whole conversation) to the moderators."""
+    conversation = selectors.conversation_get(user=request.user, public_id=public_id)
+    if conversation is None:
+        raise Http404("No such conversation.")
+    try:
+        moderation_services.flag_report(
+            reporter=request.user,
+            conversation=conversation,
+            message_id=request.POST.get("message_id"),
+            category=request.POST.get("category"),
+            comment=request.POST.get("comment", ""),
+        )
+    except ValidationError as exc:
+        text = escape(" ".join(exc.messages))
+        return HttpResponse(f'<p class="feedback error" role="alert">{text}</p>', status=422)
+    return HttpResponse(
+        '<p class="feedback" role="status">Thank you. The moderators will look at it.</p>'
+    )

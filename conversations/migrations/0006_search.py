@@ -13,16 +13,16 @@ SQLITE_FORWARD = [
     """CREATE VIRTUAL TABLE conversations_message_fts USING fts5(
         content, content='conversations_message', content_rowid='id',
         tokenize='unicode61 remove_diacritics 2', prefix='2 3 4')""",
-    """CREATE TRIGGER conversations_message_fts_insert AFTER INSERT ON conversations_message
+    """CREATE TRIGGER IF NOT EXISTS conversations_message_fts_insert AFTER INSERT ON conversations_message
     BEGIN
         INSERT INTO conversations_message_fts(rowid, content) VALUES (new.id, new.content);
     END""",
-    """CREATE TRIGGER conversations_message_fts_delete AFTER DELETE ON conversations_message
+    """CREATE TRIGGER IF NOT EXISTS conversations_message_fts_delete AFTER DELETE ON conversations_message
     BEGIN
         INSERT INTO conversations_message_fts(conversations_message_fts, rowid, content)
         VALUES ('delete', old.id, old.content);
     END""",
-    """CREATE TRIGGER conversations_message_fts_update
+    """CREATE TRIGGER IF NOT EXISTS conversations_message_fts_update
     AFTER UPDATE OF content ON conversations_message
     BEGIN
         INSERT INTO conversations_message_fts(conversations_message_fts, rowid, content)
@@ -33,16 +33,16 @@ SQLITE_FORWARD = [
     """CREATE VIRTUAL TABLE conversations_title_fts USING fts5(
         title, content='conversations_conversation', content_rowid='id',
         tokenize='unicode61 remove_diacritics 2', prefix='2 3 4')""",
-    """CREATE TRIGGER conversations_title_fts_insert AFTER INSERT ON conversations_conversation
+    """CREATE TRIGGER IF NOT EXISTS conversations_title_fts_insert AFTER INSERT ON conversations_conversation
     BEGIN
         INSERT INTO conversations_title_fts(rowid, title) VALUES (new.id, new.title);
     END""",
-    """CREATE TRIGGER conversations_title_fts_delete AFTER DELETE ON conversations_conversation
+    """CREATE TRIGGER IF NOT EXISTS conversations_title_fts_delete AFTER DELETE ON conversations_conversation
     BEGIN
         INSERT INTO conversations_title_fts(conversations_title_fts, rowid, title)
         VALUES ('delete', old.id, old.title);
     END""",
-    """CREATE TRIGGER conversations_title_fts_update
+    """CREATE TRIGGER IF NOT EXISTS conversations_title_fts_update
     AFTER UPDATE OF title ON conversations_conversation
     BEGIN
         INSERT INTO conversations_title_fts(conversations_title_fts, rowid, title)
@@ -77,6 +77,20 @@ POSTGRES_BACKWARD = [
     "ALTER TABLE conversations_message DROP COLUMN IF EXISTS search_vector",
     "DROP INDEX IF EXISTS conversations_title_fts",
 ]
+
+
+TRIGGERS = [statement for statement in SQLITE_FORWARD if "CREATE TRIGGER" in statement]
+REBUILD = [statement for statement in SQLITE_FORWARD if "'rebuild'" in statement]
+
+
+def reinstall_sqlite_triggers(apps, schema_editor):  # type: ignore[no-untyped-def]
+    """For later migrations: on SQLite, altering a column of conversations_message or
+    conversations_conversation remakes the table, and its triggers go with the old one.
+    A migration that does so must call this afterwards (then re-index what it copied)."""
+    if schema_editor.connection.vendor != "sqlite":
+        return
+    for statement in TRIGGERS + REBUILD:
+        schema_editor.execute(statement)
 
 
 def _run(statements: dict[str, list[str]]):  # type: ignore[no-untyped-def]

@@ -1,0 +1,134 @@
+"""The moderators' flag queue, the rules and the policies, in Django admin."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Case, Count, OuterRef, QuerySet, Subquery, When
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+
+from conversations.rendering import render
+
+from . import services
+from .models import Flag, Policy, Rule
+
+
+@admin.register(Rule)
+class RuleAdmin(admin.ModelAdmin):
+    list_display = ("pattern", "is_regex", "category", "enabled", "created_at")
+    list_filter = ("category", "enabled", "is_regex")
+    search_fields = ("pattern", "category", "note")
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    list_display = ("category", "action")
+    list_editable = ("action",)
+
+
+@admin.register(Flag)
+class FlagAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "status",
+        "source",
+        "category",
+        "subject",
+        "earlier_flags",
+        "excerpt_short",
+    )
+    list_filter = ("status", "source", "category", "created_at")
+    search_fields = ("subject__username", "category", "excerpt", "comment")
+    list_select_related = ("subject", "message", "conversation")
+    readonly_fields = (
+        "conversation",
+        "message",
+        "subject",
+        "reporter",
+        "source",
+        "category",
+        "action",
+        "scores",
+        "comment",
+        "in_context",
+        "created_at",
+        "resolved_by",
+        "resolved_at",
+    )
+    exclude = ("excerpt",)
+    actions = ("dismiss", "hide_message", "unhide_message")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Flag]:
+        earlier = (
+            Flag.objects.filter(subject=OuterRef("subject"), created_at__lt=OuterRef("created_at"))
+            .order_by()
+            .values("subject")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        # Open flags first; a bounded number of queries whatever the number of rows.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                earlier=Subquery(earlier),
+                open_first=Case(When(status=Flag.Status.OPEN, then=0), default=1),
+            )
+            .order_by("open_first", "-created_at")
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # flags come from screening and reports
+
+    @admin.display(description="Earlier flags of this user")
+    def earlier_flags(self, flag: Flag) -> int:
+        return getattr(flag, "earlier", None) or 0
+
+    @admin.display(description="Text")
+    def excerpt_short(self, flag: Flag) -> str:
+        return flag.excerpt[:80]
+
+    @admin.display(description="The flagged text in its context")
+    def in_context(self, flag: Flag) -> str:
+        """The turns around the flagged message, rendered as safely as on the site."""
+        if flag.message is None:
+            turns = list(flag.conversation.messages.order_by("id")[:6])
+        else:
+            around = flag.conversation.messages.order_by("id")
+            before = list(around.filter(id__lt=flag.message_id).order_by("-id")[:2])[::-1]
+            after = list(around.filter(id__gt=flag.message_id)[:1])
+            turns = [*before, flag.message, *after]
+        return format_html_join(
+            "",
+            '<div class="flag-turn{}"><strong>{}</strong><div>{}</div></div>',
+            (
+                (
+                    " flag-turn--flagged" if m.pk == flag.message_id else "",
+                    m.get_role_display(),
+                    # render() is the site's sanitiser (nh3 allow-lists): safe as on the site.
+                    mark_safe(render(m.content))  # noqa: S308
+                    if m.role == "assistant"
+                    else format_html("<p>{}</p>", m.content),
+                )
+                for m in turns
+            ),
+        ) or format_html("<p>{}</p>", flag.excerpt)
+
+    def _resolve(self, request: HttpRequest, queryset: QuerySet[Flag], status: str) -> None:
+        flags = list(queryset)
+        count = services.flag_resolve(flags=flags, moderator=request.user, status=status)
+        self.message_user(request, f"{count} flag(s) updated.", messages.SUCCESS)
+
+    @admin.action(description="Dismiss the selected flags", permissions=["change"])
+    def dismiss(self, request: HttpRequest, queryset: QuerySet[Flag]) -> None:
+        self._resolve(request, queryset, Flag.Status.DISMISSED)
+
+    @admin.action(description="Hide the flagged messages", permissions=["change"])
+    def hide_message(self, request: HttpRequest, queryset: QuerySet[Flag]) -> None:
+        self._resolve(request, queryset, Flag.Status.HIDDEN)
+
+    @admin.action(description="Unhide the flagged messages", permissions=["change"])
+    def unhide_message(self, request: HttpRequest, queryset: QuerySet[Flag]) -> None:
+        count = services.flag_unhide(flags=list(queryset), moderator=request.user)
+        self.message_user(request, f"{count} message(s) shown again.", messages.SUCCESS)

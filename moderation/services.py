@@ -1,0 +1,112 @@
+"""Moderation writes: flags from screening and reports, and moderators' actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from conversations.models import Conversation, Message
+
+from .models import Flag
+from .screening import Verdict
+
+REPORT_CATEGORIES = [
+    ("harassment", "Harassment or hate"),
+    ("sexual", "Sexual content"),
+    ("violence", "Violence"),
+    ("self-harm", "Self-harm"),
+    ("illicit", "Illegal activity"),
+    ("misinformation", "Wrong or misleading"),
+    ("other", "Something else"),
+]
+REPORT_COMMENT_CHARS = 2000
+
+
+def flag_from_verdict(*, message: Message, verdict: Verdict) -> list[Flag]:
+    """One flag per finding of a screening verdict, on this message."""
+    conversation = message.conversation
+    return Flag.objects.bulk_create(
+        [
+            Flag(
+                conversation=conversation,
+                message=message,
+                subject_id=conversation.owner_id,
+                source=finding.source,
+                category=finding.category,
+                action=verdict.action or "flag",
+                scores=finding.scores,
+                excerpt=finding.excerpt,
+            )
+            for finding in verdict.findings
+        ]
+    )
+
+
+def message_hide(*, message_id: int, reason: str) -> int:
+    """Hide a message's text from its owner (kept for moderators, never sent upstream)."""
+    return Message.objects.filter(pk=message_id).update(hidden=True, hidden_reason=reason[:200])
+
+
+def flag_report(
+    *, reporter: Any, conversation: Conversation, message_id: Any, category: Any, comment: Any
+) -> Flag:
+    """A user's report of an answer (or the whole conversation, without a message)."""
+    categories = dict(REPORT_CATEGORIES)
+    if category not in categories:
+        raise ValidationError("Choose what is wrong from the list.")
+    if not isinstance(comment, str):
+        comment = ""
+    if len(comment) > REPORT_COMMENT_CHARS:
+        raise ValidationError(f"A comment can be at most {REPORT_COMMENT_CHARS} characters long.")
+    message = None
+    if message_id not in (None, ""):
+        message = conversation.messages.filter(pk=_int(message_id)).first()
+        if message is None:
+            raise ValidationError("That message does not exist.")
+    return Flag.objects.create(
+        conversation=conversation,
+        message=message,
+        subject_id=conversation.owner_id,
+        reporter=reporter,
+        source=Flag.Source.REPORT,
+        category=category,
+        comment=comment.strip(),
+        excerpt=(message.content[:500] if message else conversation.title),
+    )
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
+def flag_resolve(*, flags: list[Flag], moderator: Any, status: str, note: str = "") -> int:
+    """Close flags: dismissed, or their message hidden (or unhidden: back to dismissed)."""
+    now = timezone.now()
+    with transaction.atomic():
+        if status == Flag.Status.HIDDEN:
+            for flag in flags:
+                if flag.message_id:
+                    message_hide(message_id=flag.message_id, reason="Hidden by a moderator.")
+        ids = [f.pk for f in flags]
+        return Flag.objects.filter(pk__in=ids).update(
+            status=status, resolved_by=moderator, resolved_at=now, resolution_note=note
+        )
+
+
+def flag_unhide(*, flags: list[Flag], moderator: Any, note: str = "") -> int:
+    now = timezone.now()
+    with transaction.atomic():
+        message_ids = [f.message_id for f in flags if f.message_id]
+        Message.objects.filter(pk__in=message_ids).update(hidden=False, hidden_reason="")
+        return Flag.objects.filter(pk__in=[f.pk for f in flags]).update(
+            status=Flag.Status.DISMISSED,
+            resolved_by=moderator,
+            resolved_at=now,
+            resolution_note=note,
+        )
