@@ -24,6 +24,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from accounts.selectors import suspension_current
+
 from . import fragments, generation, selectors
 from .models import Conversation, Message
 from .services import ConversationBusy, NotRetryable, RateLimited, VersionRefused
@@ -48,6 +50,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         conversation = await database_sync_to_async(selectors.conversation_get)(
             user=user, public_id=public_id
         )
+        if conversation is not None and not await self._still_signed_in():
+            conversation = None  # signed out elsewhere, or suspended
         if conversation is None:
             # Anonymous, someone else's, or no such conversation: refuse the handshake
             # (HTTP 403) before a single byte of data is sent.
@@ -214,6 +218,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=html)
 
     # --- group and generation events ----------------------------------------------------
+    async def session_end(self, event: dict[str, Any]) -> None:
+        """The user was suspended: this socket closes (reconnects are refused)."""
+        await self.close(code=4403)
+
     async def chat_frame(self, event: dict[str, Any]) -> None:
         if self.awaiting_snapshot == event["message_id"]:
             if not event["final"]:
@@ -260,6 +268,9 @@ class UserConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_active:
             await self.close()  # refused before any data is sent
             return
+        if await database_sync_to_async(suspension_current)(user_id=user.pk) is not None:
+            await self.close()
+            return
         self.user_group = generation.user_group_name(user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
@@ -273,3 +284,6 @@ class UserConsumer(AsyncWebsocketConsumer):
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         await self.send(text_data=event["html"])
+
+    async def session_end(self, event: dict[str, Any]) -> None:
+        await self.close(code=4403)

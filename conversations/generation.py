@@ -619,6 +619,17 @@ async def conversation_remove(*, conversation: Conversation) -> None:
     await _publish_to_user(layer, conversation.owner_id, fragments.nav_gone_html(conversation))
 
 
+async def user_kick(*, user_id: int) -> None:
+    """A suspended user: every answer of theirs is stopped (and saved), every open socket
+    of theirs, in every process, is closed."""
+    streaming = [
+        m async for m in Message.objects.filter(conversation__owner_id=user_id, status="streaming")
+    ]
+    for answer in streaming:
+        await generation_stop(answer=answer)
+    await _layer().group_send(user_group_name(user_id), {"type": "session.end"})
+
+
 async def user_remove(*, user: Any, password: Any) -> None:
     """Delete an account: check the password, stop its answers (their partials do not
     matter any more, but their upstream calls must end), then delete everything."""

@@ -19,6 +19,8 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
+from accounts.selectors import suspension_current
+
 from . import search
 from .models import Conversation, Message, UserSettings
 
@@ -137,7 +139,7 @@ def user_session_is_live(*, user_id: Any, session_key: str | None) -> bool:
     if str(data.get(SESSION_KEY)) != str(user_id):
         return False  # signed out (the session is gone) or someone else's
     user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-    if user is None:
+    if user is None or suspension_current(user_id=user_id) is not None:
         return False
     return constant_time_compare(str(data.get(HASH_SESSION_KEY, "")), user.get_session_auth_hash())
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlencode
+
 from django.contrib import admin, messages
 from django.db.models import Case, Count, OuterRef, QuerySet, Subquery, When
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -57,7 +61,7 @@ class FlagAdmin(admin.ModelAdmin):
         "resolved_at",
     )
     exclude = ("excerpt",)
-    actions = ("dismiss", "hide_message", "unhide_message")
+    actions = ("dismiss", "hide_message", "unhide_message", "suspend_user")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Flag]:
         earlier = (
@@ -114,6 +118,18 @@ class FlagAdmin(admin.ModelAdmin):
                 for m in turns
             ),
         ) or format_html("<p>{}</p>", flag.excerpt)
+
+    @admin.action(description="Suspend the user (asks until when, and why)", permissions=["change"])
+    def suspend_user(self, request: HttpRequest, queryset: QuerySet[Flag]) -> Any:
+        subjects = {flag.subject_id for flag in queryset}
+        if len(subjects) != 1:
+            self.message_user(request, "Select the flags of one user.", messages.ERROR)
+            return None
+        flags = list(queryset)
+        services.flag_resolve(flags=flags, moderator=request.user, status=Flag.Status.SUSPENDED)
+        reason = f"Flagged for {', '.join(sorted({f.category for f in flags}))}."
+        query = urlencode({"user": subjects.pop(), "reason": reason})
+        return HttpResponseRedirect(reverse("admin:accounts_suspension_add") + "?" + query)
 
     def _resolve(self, request: HttpRequest, queryset: QuerySet[Flag], status: str) -> None:
         flags = list(queryset)

@@ -1,0 +1,67 @@
+"""Suspensions in admin: saving one ends the user's sockets and answers at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+
+from conversations import generation
+
+from . import services
+from .models import Suspension
+
+
+class SuspensionForm(ModelForm):
+    class Meta:
+        model = Suspension
+        fields = ("user", "until", "reason")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        user = data.get("user")
+        if user is not None and user.is_superuser:
+            raise ValidationError("A superuser cannot be suspended.")
+        return data
+
+
+@admin.register(Suspension)
+class SuspensionAdmin(admin.ModelAdmin):
+    form = SuspensionForm
+    list_display = ("user", "until", "reason", "created_by", "created_at", "lifted_at")
+    list_select_related = ("user", "created_by")
+    list_filter = ("lifted_at", "until")
+    search_fields = ("user__username", "reason")
+    raw_id_fields = ("user",)
+    actions = ("lift",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A suspension is a record: changed by lifting it, not by editing it.
+        return ("user", "until", "reason", "created_by", "lifted_at", "lifted_by") if obj else ()
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial = super().get_changeform_initial_data(request)
+        if "reason" in request.GET:
+            initial["reason"] = request.GET["reason"][:500]
+        return initial
+
+    def save_model(self, request: HttpRequest, obj: Suspension, form: Any, change: bool) -> None:
+        if change:
+            return
+        suspension = services.user_suspend(
+            user=obj.user, until=obj.until, reason=obj.reason, moderator=request.user
+        )
+        obj.pk = suspension.pk
+        # Within seconds, not at their next click: sockets close, answers stop.
+        async_to_sync(generation.user_kick)(user_id=obj.user_id)
+
+    @admin.action(description="Lift the selected suspensions", permissions=["change"])
+    def lift(self, request: HttpRequest, queryset: QuerySet[Suspension]) -> None:
+        for suspension in queryset:
+            services.suspension_lift(suspension=suspension, moderator=request.user)
+        self.message_user(request, "Lifted.", messages.SUCCESS)

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
+
+from . import selectors
+
+
+class LoginForm(AuthenticationForm):
+    def confirm_login_allowed(self, user: Any) -> None:
+        super().confirm_login_allowed(user)
+        suspension = selectors.suspension_current(user_id=user.pk)
+        if suspension is not None:
+            # Said only after the password was right: no one learns it from a guess.
+            raise ValidationError(selectors.suspension_notice(suspension), code="suspended")
