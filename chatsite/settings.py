@@ -224,6 +224,8 @@ CHATSITE_MODERATION_MODEL = os.environ.get("CHATSITE_MODERATION_MODEL", "")
 CHATSITE_SCREENING_TIMEOUT = env_float("CHATSITE_SCREENING_TIMEOUT", 5.0)
 # When screening fails or times out: "allow" (not flagged) or "block".
 CHATSITE_SCREENING_ON_ERROR = os.environ.get("CHATSITE_SCREENING_ON_ERROR", "allow")
+# Users see on their settings page when staff opened their conversations, and why.
+CHATSITE_SHOW_ACCESS_LOG_TO_USERS = env_bool("CHATSITE_SHOW_ACCESS_LOG_TO_USERS", True)
 if CHATSITE_SCREENING_ON_ERROR not in ("allow", "block"):
     raise ImproperlyConfigured("CHATSITE_SCREENING_ON_ERROR must be 'allow' or 'block'.")
 

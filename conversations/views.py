@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from moderation import selectors as moderation_selectors
 from moderation import services as moderation_services
 
 from . import catalog, generation, portability, selectors, services
@@ -327,6 +328,11 @@ def _user_settings_page(
             status = 422
     context["preferences"] = selectors.user_settings_for(user=user)
     context["usage"] = selectors.usage_this_month(user=user)
+    context["accesses"] = (
+        moderation_selectors.access_log_for_owner(user=user)
+        if settings.CHATSITE_SHOW_ACCESS_LOG_TO_USERS
+        else None
+    )
     return render(request, "conversations/settings.html", context, status=status)
 
 

@@ -15,7 +15,7 @@ from django.utils.safestring import mark_safe
 from conversations.rendering import render
 
 from . import services
-from .models import Flag, Policy, Rule
+from .models import AccessLog, Flag, Policy, Rule
 
 
 @admin.register(Rule)
@@ -85,6 +85,20 @@ class FlagAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # flags come from screening and reports
 
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        flag = self.get_object(request, object_id)
+        if flag is not None and self.has_view_or_change_permission(request, flag):
+            # Reading a flag shows the user's turns: recorded, with the flag as the reason.
+            services.access_record(
+                staff=request.user,
+                conversation=flag.conversation,
+                reason=f"Flag #{flag.pk} ({flag.get_source_display()}: {flag.category})",
+                path=request.get_full_path(),
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
     @admin.display(description="Earlier flags of this user")
     def earlier_flags(self, flag: Flag) -> int:
         return getattr(flag, "earlier", None) or 0
@@ -148,3 +162,23 @@ class FlagAdmin(admin.ModelAdmin):
     def unhide_message(self, request: HttpRequest, queryset: QuerySet[Flag]) -> None:
         count = services.flag_unhide(flags=list(queryset), moderator=request.user)
         self.message_user(request, f"{count} message(s) shown again.", messages.SUCCESS)
+
+
+@admin.register(AccessLog)
+class AccessLogAdmin(admin.ModelAdmin):
+    """Read only, for everyone: nobody adds, edits or deletes an entry here."""
+
+    list_display = ("at", "staff_username", "owner", "conversation_title", "reason")
+    list_select_related = ("owner",)
+    list_filter = ("at",)
+    search_fields = ("staff_username", "owner__username", "conversation_title", "reason")
+    actions = None  # not even the bulk delete action
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -110,3 +110,37 @@ class Flag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_source_display()}: {self.category} ({self.status})"
+
+
+class AccessLog(models.Model):
+    """A member of staff looked at a user's messages: who, when, which conversation, why.
+
+    Written once, never changed: admin offers no way to add, edit or delete an entry, for
+    anyone; superusers (and whoever is given view_accesslog) can read it.
+    """
+
+    staff = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    staff_username = models.CharField(max_length=150)  # kept if the account goes
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.CASCADE,
+        related_name="accesses_to_my_data",
+    )
+    conversation = models.ForeignKey(
+        Conversation, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    conversation_title = models.CharField(max_length=200, blank=True)
+    reason = models.TextField()
+    path = models.CharField(max_length=500)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.staff_username} opened {self.conversation_title!r} at {self.at:%Y-%m-%d %H:%M}"
+        )

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from conversations.models import Conversation, Message
 
-from .models import Flag
+from .models import AccessLog, Flag
 from .screening import Verdict
 
 REPORT_CATEGORIES = [
@@ -110,3 +110,21 @@ def flag_unhide(*, flags: list[Flag], moderator: Any, note: str = "") -> int:
             resolved_at=now,
             resolution_note=note,
         )
+
+
+ACCESS_REASON_CHARS = 1000
+
+
+def access_record(*, staff: Any, conversation: Conversation, reason: Any, path: str) -> AccessLog:
+    """Record a look by staff at a user's conversation (before the page is shown)."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationError("Write why you need to read this conversation.")
+    return AccessLog.objects.create(
+        staff=staff,
+        staff_username=staff.get_username(),
+        owner_id=conversation.owner_id,
+        conversation=conversation,
+        conversation_title=conversation.title[:200],
+        reason=reason.strip()[:ACCESS_REASON_CHARS],
+        path=path[:500],
+    )

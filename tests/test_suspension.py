@@ -3,6 +3,7 @@ refused with the reason, and the suspension lifts by itself when it ends."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -52,7 +53,11 @@ async def test_suspending_closes_open_sockets_and_stops_the_running_answer(
     while closed["type"] != "websocket.close":
         closed = await socket.communicator.receive_output(timeout=3)
     assert closed["code"] == 4403
-    answer = await Message.objects.aget(role="assistant")
+    for _ in range(150):  # the socket may close a moment before the partial is saved
+        answer = await Message.objects.aget(role="assistant")
+        if answer.status != "streaming":
+            break
+        await asyncio.sleep(0.02)
     assert answer.status == "stopped"
     assert answer.content.startswith("w0 w1 w2")  # the partial answer is kept
     connected, _ = await open_socket(conversation, user)
