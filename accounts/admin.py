@@ -14,7 +14,7 @@ from django.http import HttpRequest
 from conversations import generation
 
 from . import services
-from .models import Suspension
+from .models import Quota, Suspension, UsageEvent
 
 
 class SuspensionForm(ModelForm):
@@ -65,3 +65,37 @@ class SuspensionAdmin(admin.ModelAdmin):
         for suspension in queryset:
             services.suspension_lift(suspension=suspension, moderator=request.user)
         self.message_user(request, "Lifted.", messages.SUCCESS)
+
+
+@admin.register(Quota)
+class QuotaAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "messages_per_day",
+        "tokens_per_day",
+        "tokens_per_month",
+        "concurrent_answers",
+    )
+    list_select_related = ("user", "group")
+    raw_id_fields = ("user",)
+    search_fields = ("user__username", "group__name")
+
+
+@admin.register(UsageEvent)
+class UsageEventAdmin(admin.ModelAdmin):
+    """The ledger quotas count from: read only."""
+
+    list_display = ("at", "user", "kind", "model", "tokens", "estimated")
+    list_filter = ("kind", "estimated", "model", "at")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "model")
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -40,3 +40,52 @@ class Suspension(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} until {self.until or 'lifted'}"
+
+
+class Quota(models.Model):
+    """Limits for one user or one group; empty fields fall back (user, then groups, then
+    the settings' defaults). 0 means unlimited."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE
+    )
+    group = models.OneToOneField("auth.Group", null=True, blank=True, on_delete=models.CASCADE)
+    messages_per_day = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_day = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_month = models.PositiveIntegerField(null=True, blank=True)
+    concurrent_answers = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, group__isnull=True)
+                | Q(user__isnull=True, group__isnull=False),
+                name="quota_for_a_user_or_a_group",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Quota of {self.user or self.group}"
+
+
+class UsageEvent(models.Model):
+    """What a user spent: one row per message sent and per answer's tokens. A ledger apart
+    from conversations, so deleting a conversation does not give the allowance back."""
+
+    class Kind(models.TextChoices):
+        MESSAGE = "message", "Message"
+        TOKENS = "tokens", "Answer tokens"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    model = models.CharField(max_length=200, blank=True)
+    tokens = models.PositiveIntegerField(default=0)
+    # The upstream reported no usage: counted from the text's length, and said so.
+    estimated = models.BooleanField(default=False)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "kind", "at"], name="usage_user_kind_at")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.kind} {self.tokens} at {self.at:%Y-%m-%d %H:%M}"

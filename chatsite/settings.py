@@ -229,6 +229,13 @@ CHATSITE_SHOW_ACCESS_LOG_TO_USERS = env_bool("CHATSITE_SHOW_ACCESS_LOG_TO_USERS"
 if CHATSITE_SCREENING_ON_ERROR not in ("allow", "block"):
     raise ImproperlyConfigured("CHATSITE_SCREENING_ON_ERROR must be 'allow' or 'block'.")
 
+# --- Quotas (0: unlimited); overrides per user and per group in admin ---------------------
+CHATSITE_QUOTA_MESSAGES_PER_DAY = env_int("CHATSITE_QUOTA_MESSAGES_PER_DAY", 0)
+CHATSITE_QUOTA_TOKENS_PER_DAY = env_int("CHATSITE_QUOTA_TOKENS_PER_DAY", 0)
+CHATSITE_QUOTA_TOKENS_PER_MONTH = env_int("CHATSITE_QUOTA_TOKENS_PER_MONTH", 0)
+# The composer shows what is left once less than this share of a limit remains.
+CHATSITE_QUOTA_WARN_BELOW = env_float("CHATSITE_QUOTA_WARN_BELOW", 0.2)
+
 # --- Import ------------------------------------------------------------------------------
 CHATSITE_IMPORT_MAX_BYTES = env_int("CHATSITE_IMPORT_MAX_BYTES", 50_000_000)
 CHATSITE_IMPORT_MAX_CONVERSATIONS = env_int("CHATSITE_IMPORT_MAX_CONVERSATIONS", 5000)

@@ -113,3 +113,11 @@ def conversation_gone_html() -> str:
 
 def nav_gone_html(conversation: Conversation) -> str:
     return f'<li id="nav-item-{conversation.public_id}" hx-swap-oob="delete" data-user-frame></li>'
+
+
+def quota_notice_html(allowance: Any) -> str:
+    """What is left of the user's quota, shown by the composer once it runs low."""
+    text = allowance.text if allowance is not None and allowance.low else ""
+    return render_to_string(f"{PAGE}#quota_notice", {"quota_text": text}).replace(
+        "<p ", '<p hx-swap-oob="true" ', 1
+    )

@@ -35,6 +35,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
+from accounts import quotas
 from moderation import screening
 from moderation import services as moderation_services
 
@@ -159,6 +160,7 @@ class Generation:
     _screen_due: asyncio.Event = field(default_factory=asyncio.Event)
     _screened: int = 0  # characters of the finished text already screened
     moderation_stop: screening.Verdict | None = None
+    _prompt_chars: int = 0
     task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
@@ -241,6 +243,7 @@ class Generation:
         history = await database_sync_to_async(selectors.message_history_for_upstream)(
             answer_id=self.answer.pk
         )
+        self._prompt_chars = sum(len(m["content"]) for m in history)
         if self.prefix:
             history += [
                 {"role": "assistant", "content": self.prefix},
@@ -298,6 +301,23 @@ class Generation:
         finally:
             # Runs on Stop too (CancelledError): the upstream must see us hang up.
             await stream.close()
+
+    async def _count_tokens(self, usage: upstream.Usage | None) -> None:
+        """Count the answer against the owner's quota: the upstream's figures, or an
+        estimate from the text's length (marked as such) when it reported none."""
+        if not self._received_text and usage is None:
+            return  # nothing was asked of the model (blocked, failed before it answered)
+        if usage is not None and usage.total_tokens is not None:
+            tokens, estimated = usage.total_tokens, False
+        else:
+            tokens = quotas.estimate_tokens(self._prompt_chars + len(self.text))
+            estimated = True
+        await database_sync_to_async(quotas.record_tokens)(
+            user_id=self.conversation.owner_id,
+            model=self.answer.model,
+            tokens=tokens,
+            estimated=estimated,
+        )
 
     # --- screening ----------------------------------------------------------------------
     async def _screen_question(self, question: Message) -> None:
@@ -473,6 +493,7 @@ class Generation:
             completion_tokens=usage.completion_tokens if usage else None,
             total_tokens=usage.total_tokens if usage else None,
         )
+        await self._count_tokens(usage)
         if message is None:  # someone else already finalised it (or it was deleted)
             message = (
                 await Message.objects.filter(pk=self.answer.pk)
@@ -495,6 +516,10 @@ class Generation:
                 conversation=self.conversation
             )
             html += fragments.conversation_usage_html(usage)
+        allowance = await database_sync_to_async(quotas.allowance)(
+            user_id=self.conversation.owner_id
+        )
+        html += fragments.quota_notice_html(allowance)
         await self._publish(html, final=True)
         await _publish_to_user(
             self.layer,

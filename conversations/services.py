@@ -21,6 +21,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts import quotas
+
 from . import portability, selectors
 from .models import Conversation, Message, UserSettings
 
@@ -142,8 +144,8 @@ class Turn:
 
 
 def _rate_check(*, owner_id: int, new_user_message: bool) -> None:
-    """Per-user limits: answers streaming at once, and messages per minute."""
-    concurrent = settings.CHATSITE_MAX_CONCURRENT_ANSWERS
+    """Per-user limits: answers streaming at once, messages per minute, and quotas."""
+    concurrent = quotas.limits_for(user_id=owner_id).concurrent_answers
     streaming = Message.objects.filter(
         conversation__owner_id=owner_id, status=Message.Status.STREAMING
     ).count()
@@ -152,6 +154,9 @@ def _rate_check(*, owner_id: int, new_user_message: bool) -> None:
             f"You already have {streaming} answer{'s' if streaming != 1 else ''} being "
             "written. Wait for one to finish, or stop it, then try again."
         )
+    refusal = quotas.check(user_id=owner_id, new_message=new_user_message)
+    if refusal is not None:
+        raise RateLimited(refusal.message, retry_after=refusal.retry_after)
     per_minute = settings.CHATSITE_MESSAGES_PER_MINUTE
     if not per_minute or not new_user_message:
         return
@@ -220,6 +225,7 @@ def turn_start(
                 client_key=client_key,
                 parent_id=parent_id,
             )
+            quotas.record_message(user_id=conversation.owner_id)
             answer = Message.objects.create(
                 conversation=conversation,
                 role=Message.Role.ASSISTANT,

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts import quotas
 from moderation import selectors as moderation_selectors
 from moderation import services as moderation_services
 
@@ -90,10 +91,16 @@ def _conversation_page(
             "next_cursor": next_cursor,
             "model_choices": _with_current(choices, conversation.model),
             "usage": selectors.usage_for_conversation(conversation=conversation),
+            "quota_text": _quota_text(user),
             "ws_path": f"/ws/conversations/{conversation.public_id}/"
             + (f"?seen={messages[-1].pk}-{messages[-1].status}" if messages else ""),
         },
     )
+
+
+def _quota_text(user: Any) -> str:
+    allowance = quotas.allowance(user_id=user.pk)
+    return allowance.text if allowance is not None and allowance.low else ""
 
 
 async def _model_choices(request: HttpRequest) -> list[str]:

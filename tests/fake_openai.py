@@ -35,6 +35,8 @@ class Stream:
     first_delay: float = 0.0
     finish_reason: str | None = "stop"
     usage: dict[str, int] | None = None
+    # False: like servers that ignore stream_options.include_usage, no usage chunk at all.
+    report_usage: bool = True
     role_chunk: bool = True
     drop_after: int | None = None
     hang_after: int | None = None
@@ -486,7 +488,7 @@ class FakeUpstream:
             log.chunk_times.append(time.time())
         if reply.finish_reason is not None:
             await send(chunk({}, reply.finish_reason))
-        if include_usage:
+        if include_usage and reply.report_usage:
             usage = reply.usage or {
                 "prompt_tokens": 7,
                 "completion_tokens": len(reply.pieces),

@@ -1,0 +1,160 @@
+"""Per-user quotas: what is allowed (user, groups, defaults) and what is left."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from .models import Quota, UsageEvent
+
+LIMITS = ("messages_per_day", "tokens_per_day", "tokens_per_month", "concurrent_answers")
+
+
+@dataclass(frozen=True)
+class Limits:
+    messages_per_day: int
+    tokens_per_day: int
+    tokens_per_month: int
+    concurrent_answers: int
+
+
+def _defaults() -> dict[str, int]:
+    return {
+        "messages_per_day": settings.CHATSITE_QUOTA_MESSAGES_PER_DAY,
+        "tokens_per_day": settings.CHATSITE_QUOTA_TOKENS_PER_DAY,
+        "tokens_per_month": settings.CHATSITE_QUOTA_TOKENS_PER_MONTH,
+        "concurrent_answers": settings.CHATSITE_MAX_CONCURRENT_ANSWERS,
+    }
+
+
+def limits_for(*, user_id: int) -> Limits:
+    """The user's own quota wins; else the most generous of their groups'; else defaults."""
+    values = _defaults()
+    groups = list(Quota.objects.filter(group__user__id=user_id))
+    for name in LIMITS:
+        set_by_groups = [getattr(q, name) for q in groups if getattr(q, name) is not None]
+        if set_by_groups:
+            values[name] = 0 if 0 in set_by_groups else max(set_by_groups)
+    own = Quota.objects.filter(user_id=user_id).first()
+    if own is not None:
+        for name in LIMITS:
+            if getattr(own, name) is not None:
+                values[name] = getattr(own, name)
+    return Limits(**values)
+
+
+def _day_start(now: datetime) -> datetime:
+    return timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _month_start(now: datetime) -> datetime:
+    return _day_start(now).replace(day=1)
+
+
+def _next_month(start: datetime) -> datetime:
+    return (start + timedelta(days=32)).replace(day=1)
+
+
+def _spent(user_id: int, kind: str, since: datetime) -> int:
+    rows = UsageEvent.objects.filter(user_id=user_id, kind=kind, at__gte=since)
+    if kind == UsageEvent.Kind.MESSAGE:
+        return rows.count()
+    return rows.aggregate(total=Sum("tokens"))["total"] or 0
+
+
+@dataclass(frozen=True)
+class Refusal:
+    message: str
+    retry_after: float
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What is left; `low` says whether the composer should mention it."""
+
+    text: str
+    low: bool
+
+
+def _when(moment: datetime) -> str:
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M}"
+
+
+def check(*, user_id: int, new_message: bool) -> Refusal | None:
+    """None when the user may start an answer now, else which limit and when it resets."""
+    limits = limits_for(user_id=user_id)
+    now = timezone.now()
+    day, month = _day_start(now), _month_start(now)
+    tomorrow, next_month = day + timedelta(days=1), _next_month(month)
+    checks = [
+        (
+            new_message,
+            limits.messages_per_day,
+            UsageEvent.Kind.MESSAGE,
+            day,
+            tomorrow,
+            "messages today",
+        ),
+        (True, limits.tokens_per_day, UsageEvent.Kind.TOKENS, day, tomorrow, "tokens today"),
+        (
+            True,
+            limits.tokens_per_month,
+            UsageEvent.Kind.TOKENS,
+            month,
+            next_month,
+            "tokens this month",
+        ),
+    ]
+    for applies, limit, kind, since, reset, what in checks:
+        if applies and limit and _spent(user_id, kind, since) >= limit:
+            return Refusal(
+                f"You have used your {limit:,} {what}. It resets at {_when(reset)}.",
+                retry_after=max(1.0, math.ceil((reset - now).total_seconds())),
+            )
+    return None
+
+
+def allowance(*, user_id: int) -> Allowance | None:
+    """The tightest remaining allowance, or None when nothing is limited."""
+    limits = limits_for(user_id=user_id)
+    now = timezone.now()
+    options = []
+    if limits.messages_per_day:
+        left = limits.messages_per_day - _spent(user_id, UsageEvent.Kind.MESSAGE, _day_start(now))
+        noun = "message" if left == 1 else "messages"
+        options.append((left / limits.messages_per_day, f"{max(left, 0):,} {noun} left today"))
+    if limits.tokens_per_day:
+        left = limits.tokens_per_day - _spent(user_id, UsageEvent.Kind.TOKENS, _day_start(now))
+        options.append((left / limits.tokens_per_day, f"{max(left, 0):,} tokens left today"))
+    if limits.tokens_per_month:
+        left = limits.tokens_per_month - _spent(user_id, UsageEvent.Kind.TOKENS, _month_start(now))
+        options.append((left / limits.tokens_per_month, f"{max(left, 0):,} tokens left this month"))
+    if not options:
+        return None
+    share, text = min(options)
+    return Allowance(text=text, low=share <= settings.CHATSITE_QUOTA_WARN_BELOW)
+
+
+def record_message(*, user_id: int) -> None:
+    UsageEvent.objects.create(user_id=user_id, kind=UsageEvent.Kind.MESSAGE)
+
+
+def record_tokens(*, user_id: int, model: str, tokens: int, estimated: bool) -> None:
+    if tokens > 0:
+        UsageEvent.objects.create(
+            user_id=user_id,
+            kind=UsageEvent.Kind.TOKENS,
+            model=model[:200],
+            tokens=tokens,
+            estimated=estimated,
+        )
+
+
+def estimate_tokens(characters: int) -> int:
+    """About four characters a token: enough to count against a quota, marked as a guess."""
+    return math.ceil(characters / 4)
