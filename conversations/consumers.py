@@ -219,7 +219,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     # --- group and generation events ----------------------------------------------------
     async def session_end(self, event: dict[str, Any]) -> None:
-        """The user was suspended: this socket closes (reconnects are refused)."""
+        """The user was suspended: say so, then close (reconnects are refused)."""
+        if event.get("html"):
+            await self.send(text_data=event["html"])
         await self.close(code=4403)
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
@@ -286,4 +288,4 @@ class UserConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=event["html"])
 
     async def session_end(self, event: dict[str, Any]) -> None:
-        await self.close(code=4403)
+        await self.close(code=4403)  # the home page has no composer to explain it

@@ -121,3 +121,13 @@ def quota_notice_html(allowance: Any) -> str:
     return render_to_string(f"{PAGE}#quota_notice", {"quota_text": text}).replace(
         "<p ", '<p hx-swap-oob="true" ', 1
     )
+
+
+def session_end_html(text: str) -> str:
+    """Sent to a tab just before its socket is closed for good (the user was suspended)."""
+    return (
+        f'<div id="composer-feedback" hx-swap-oob="true" class="feedback error" role="alert">'
+        f"{escape(text)}</div>"
+        '<div id="composer-controls" class="composer-controls" data-streaming="false" '
+        'hx-swap-oob="true"></div>'
+    )

@@ -652,7 +652,10 @@ async def user_kick(*, user_id: int) -> None:
     ]
     for answer in streaming:
         await generation_stop(answer=answer)
-    await _layer().group_send(user_group_name(user_id), {"type": "session.end"})
+    notice = fragments.session_end_html(
+        "Your account has been suspended. This page no longer updates; reload it to see why."
+    )
+    await _layer().group_send(user_group_name(user_id), {"type": "session.end", "html": notice})
 
 
 async def user_remove(*, user: Any, password: Any) -> None:

@@ -1,0 +1,96 @@
+"""In the browser: a report reaches the moderators' queue, a connected user is suspended,
+and the composer shows a quota running low."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.conftest import API_KEY, sign_up
+from tests.fake_openai import FakeUpstream, Stream
+from tests.live import live_site
+
+pytestmark = pytest.mark.browser
+
+ANSWER = '#messages [data-role="assistant"]'
+
+
+@pytest.fixture
+def quota_site(fake_server: FakeUpstream, tmp_path: Path) -> Iterator[str]:
+    fake_server.reset()
+    env = {
+        "OPENAI_BASE_URL": fake_server.base_url,
+        "OPENAI_API_KEY": API_KEY,
+        "OPENAI_MODEL": "fake-model",
+        "CHATSITE_QUOTA_MESSAGES_PER_DAY": "3",
+        "CHATSITE_QUOTA_WARN_BELOW": "0.5",  # 1 of 3 left is "low"; 2 of 3 is not
+    }
+    with live_site(tmp_path, env) as base:
+        yield base
+    fake_server.reset()
+
+
+def _ask(page: Page, base: str, text: str) -> None:
+    page.goto(f"{base}/")
+    page.fill("#new-message", text)
+    page.press("#new-message", "Enter")
+    page.wait_for_url(f"{base}/conversations/*/")
+    expect(page.locator(f'{ANSWER}[data-status="complete"]').last).to_be_visible()
+
+
+def test_a_report_reaches_the_queue_and_a_suspended_user_is_cut_off_live(
+    browser: Browser, site: str, fake_server: FakeUpstream
+) -> None:
+    operator = browser.new_context().new_page()
+    sign_up(operator, site, "operator")  # the first account: superuser
+    user = browser.new_context().new_page()
+    fake_server.enqueue(Stream(["The moon is made of cheese."]))
+    sign_up(user, site, "mallory")
+    _ask(user, site, "what is the moon made of?")
+
+    user.click(f"{ANSWER} [data-action=report]")
+    user.select_option(f"{ANSWER} .report select", "misinformation")
+    user.fill(f"{ANSWER} .report textarea", "it is rock")
+    user.click(f"{ANSWER} .report button[type=submit]")
+    expect(user.locator(f"{ANSWER} .report-result")).to_contain_text("moderators will look")
+
+    operator.goto(f"{site}/admin/moderation/flag/")
+    row = operator.locator("#result_list tbody tr").first
+    expect(row).to_contain_text("misinformation")
+    expect(row).to_contain_text("mallory")
+    row.locator("th a, td a").first.click()
+    expect(operator.locator(".flag-turn--flagged")).to_contain_text("made of cheese")
+
+    # Suspend mallory while her page is open: it says so at once and stops updating.
+    operator.goto(f"{site}/admin/accounts/suspension/add/")
+    operator.fill("#id_user", "2")  # mallory, the second account of this fresh site
+    operator.fill("#id_reason", "Spreading cheese theories.")
+    operator.click("input[name=_save]")
+    expect(operator.locator(".messagelist")).to_contain_text("was added successfully")
+    expect(user.locator("#composer-feedback")).to_contain_text("suspended", timeout=5000)
+    user.reload()
+    expect(user.locator("[role=alert]")).to_contain_text("Spreading cheese theories.")
+
+
+def test_the_composer_shows_the_quota_running_low_and_refuses_past_it(
+    page: Page, quota_site: str, fake_server: FakeUpstream
+) -> None:
+    fake_server.enqueue(Stream(["one"]), Stream(["two"]), Stream(["three"]))
+    sign_up(page, quota_site)
+    _ask(page, quota_site, "first")
+    expect(page.locator("#quota-notice")).to_have_text("")
+    page.fill("#composer-input", "second")
+    page.press("#composer-input", "Enter")
+    expect(page.locator(f'{ANSWER}[data-status="complete"]')).to_have_count(2)
+    expect(page.locator("#quota-notice")).to_have_text("1 message left today")
+    page.fill("#composer-input", "third")
+    page.press("#composer-input", "Enter")
+    expect(page.locator(f'{ANSWER}[data-status="complete"]')).to_have_count(3)
+    page.fill("#composer-input", "fourth")
+    page.press("#composer-input", "Enter")
+    expect(page.locator("#composer-feedback")).to_contain_text("your 3 messages today")
+    expect(page.locator("#composer-input")).to_have_value("fourth")  # the draft is kept
+    assert len(fake_server.completions()) == 3
