@@ -236,6 +236,10 @@ CHATSITE_QUOTA_TOKENS_PER_MONTH = env_int("CHATSITE_QUOTA_TOKENS_PER_MONTH", 0)
 # The composer shows what is left once less than this share of a limit remains.
 CHATSITE_QUOTA_WARN_BELOW = env_float("CHATSITE_QUOTA_WARN_BELOW", 0.2)
 
+# Retention: `manage.py purge_conversations` deletes conversations idle this many days
+# (0: keep everything). Run it from cron; see the README.
+CHATSITE_RETENTION_DAYS = env_int("CHATSITE_RETENTION_DAYS", 0)
+
 # --- Import ------------------------------------------------------------------------------
 CHATSITE_IMPORT_MAX_BYTES = env_int("CHATSITE_IMPORT_MAX_BYTES", 50_000_000)
 CHATSITE_IMPORT_MAX_CONVERSATIONS = env_int("CHATSITE_IMPORT_MAX_CONVERSATIONS", 5000)

@@ -507,6 +507,24 @@ def conversation_set_flags(
     return conversation
 
 
+def conversation_purge_older_than(*, days: int, dry_run: bool = False) -> int:
+    """Retention: delete conversations with no activity for `days` days. One with an
+    answer still streaming is left alone (its activity is now)."""
+    cutoff = timezone.now() - timedelta(days=days)
+    old = Conversation.objects.filter(updated_at__lt=cutoff).exclude(
+        messages__status=Message.Status.STREAMING
+    )
+    count = old.count()
+    if not dry_run:
+        # In batches: a first purge of a big site must not hold one huge transaction.
+        while True:
+            ids = list(old.values_list("pk", flat=True)[:500])
+            if not ids:
+                break
+            Conversation.objects.filter(pk__in=ids).delete()
+    return count
+
+
 def conversation_delete(*, conversation: Conversation) -> None:
     """Delete a conversation and all its messages (stop its answer first)."""
     Conversation.objects.filter(pk=conversation.pk).delete()
