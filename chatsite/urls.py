@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from moderation import overview
+
 urlpatterns = [
+    path("admin/overview/", overview.overview, name="admin_overview"),
     path("admin/", admin.site.urls),
     path("accounts/", include("conversations.account_urls")),
     path("demo/v1/", include("conversations.demo_urls")),
