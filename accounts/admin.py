@@ -13,7 +13,10 @@ from django.http import HttpRequest
 
 from conversations import generation
 
-from . import services
+from . import (
+    services,
+    user_admin,  # noqa: F401  # registers the user admin with its data actions
+)
 from .models import Quota, Suspension, UsageEvent
 
 

@@ -370,16 +370,21 @@ def conversation_export(request: HttpRequest, public_id: str, kind: str) -> Http
     return response
 
 
-EXPORT_BATCH = 20  # conversations read per query while the zip streams
-
-
 @require_GET
 @login_required
 async def export_all(request: HttpRequest) -> StreamingHttpResponse:
     """Every conversation of the user, JSON and Markdown, as one zip. Streamed: the
     server holds a batch of conversations at a time, never the archive."""
     user = await request.auser()
-    ids = await sync_to_async(selectors.conversation_ids)(user=user)
+    return export_zip_response(user)
+
+
+EXPORT_BATCH = 20  # conversations read per query while the zip streams
+
+
+def export_zip_response(user: Any) -> StreamingHttpResponse:
+    """The zip of all of a user's conversations, as a streaming download (the settings
+    page's export, and the admin's export of one user's data)."""
 
     def build(batch: list[int], archive: portability.ZipStream) -> bytes:
         out = b""
@@ -393,6 +398,7 @@ async def export_all(request: HttpRequest) -> StreamingHttpResponse:
         return out
 
     async def stream() -> AsyncIterator[bytes]:
+        ids = await sync_to_async(selectors.conversation_ids)(user=user)
         archive = portability.ZipStream()
         for start in range(0, len(ids), EXPORT_BATCH):
             chunk = await sync_to_async(build)(ids[start : start + EXPORT_BATCH], archive)
@@ -402,7 +408,8 @@ async def export_all(request: HttpRequest) -> StreamingHttpResponse:
 
     response = StreamingHttpResponse(stream(), content_type="application/zip")
     stamp = timezone.now().strftime("%Y-%m-%d")
-    response["Content-Disposition"] = f'attachment; filename="chatsite-{stamp}.zip"'
+    name = f"chatsite-{user.get_username()}-{stamp}.zip"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 
 

@@ -63,6 +63,9 @@ class FlagAdmin(admin.ModelAdmin):
     exclude = ("excerpt",)
     actions = ("dismiss", "hide_message", "unhide_message", "suspend_user")
 
+    class Media:
+        css = {"all": ("chatsite/admin.css",)}
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Flag]:
         earlier = (
             Flag.objects.filter(subject=OuterRef("subject"), created_at__lt=OuterRef("created_at"))
@@ -140,14 +143,20 @@ class FlagAdmin(admin.ModelAdmin):
             self.message_user(request, "Select the flags of one user.", messages.ERROR)
             return None
         flags = list(queryset)
-        services.flag_resolve(flags=flags, moderator=request.user, status=Flag.Status.SUSPENDED)
+        services.flag_resolve(
+            flags=flags,
+            moderator=request.user,
+            status=Flag.Status.SUSPENDED,
+            note="User suspension opened from the flag queue.",
+        )
         reason = f"Flagged for {', '.join(sorted({f.category for f in flags}))}."
         query = urlencode({"user": subjects.pop(), "reason": reason})
         return HttpResponseRedirect(reverse("admin:accounts_suspension_add") + "?" + query)
 
     def _resolve(self, request: HttpRequest, queryset: QuerySet[Flag], status: str) -> None:
         flags = list(queryset)
-        count = services.flag_resolve(flags=flags, moderator=request.user, status=status)
+        note = f"{Flag.Status(status).label} from the flag queue."
+        count = services.flag_resolve(flags=flags, moderator=request.user, status=status, note=note)
         self.message_user(request, f"{count} flag(s) updated.", messages.SUCCESS)
 
     @admin.action(description="Dismiss the selected flags", permissions=["change"])
@@ -160,7 +169,9 @@ class FlagAdmin(admin.ModelAdmin):
 
     @admin.action(description="Unhide the flagged messages", permissions=["change"])
     def unhide_message(self, request: HttpRequest, queryset: QuerySet[Flag]) -> None:
-        count = services.flag_unhide(flags=list(queryset), moderator=request.user)
+        count = services.flag_unhide(
+            flags=list(queryset), moderator=request.user, note="Message shown again."
+        )
         self.message_user(request, f"{count} message(s) shown again.", messages.SUCCESS)
 
 

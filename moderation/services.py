@@ -115,16 +115,26 @@ def flag_unhide(*, flags: list[Flag], moderator: Any, note: str = "") -> int:
 ACCESS_REASON_CHARS = 1000
 
 
-def access_record(*, staff: Any, conversation: Conversation, reason: Any, path: str) -> AccessLog:
-    """Record a look by staff at a user's conversation (before the page is shown)."""
+def access_record(
+    *,
+    staff: Any,
+    conversation: Conversation | None,
+    reason: Any,
+    path: str,
+    owner: Any = None,
+) -> AccessLog:
+    """Record a look by staff at a user's conversation, or (without one) at all of an
+    owner's data, before anything is shown."""
     if not isinstance(reason, str) or not reason.strip():
         raise ValidationError("Write why you need to read this conversation.")
     return AccessLog.objects.create(
         staff=staff,
         staff_username=staff.get_username(),
-        owner_id=conversation.owner_id,
+        owner_id=conversation.owner_id if conversation is not None else owner.pk,
         conversation=conversation,
-        conversation_title=conversation.title[:200],
+        conversation_title=(
+            conversation.title[:200] if conversation is not None else "(all conversations)"
+        ),
         reason=reason.strip()[:ACCESS_REASON_CHARS],
         path=path[:500],
     )
