@@ -12,6 +12,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from conversations import generation
+from moderation.access import RecordAdminMixin
 
 from . import (
     services,
@@ -85,20 +86,10 @@ class QuotaAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageEvent)
-class UsageEventAdmin(admin.ModelAdmin):
+class UsageEventAdmin(RecordAdminMixin, admin.ModelAdmin):
     """The ledger quotas count from: read only."""
 
     list_display = ("at", "user", "kind", "model", "tokens", "estimated")
     list_filter = ("kind", "estimated", "model", "at")
     list_select_related = ("user",)
     search_fields = ("user__username", "model")
-    actions = None
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

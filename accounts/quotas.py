@@ -85,9 +85,10 @@ def _when(moment: datetime) -> str:
     return f"{timezone.localtime(moment):%Y-%m-%d %H:%M}"
 
 
-def check(*, user_id: int, new_message: bool) -> Refusal | None:
-    """None when the user may start an answer now, else which limit and when it resets."""
-    limits = limits_for(user_id=user_id)
+def check(*, user_id: int, new_message: bool, limits: Limits | None = None) -> Refusal | None:
+    """None when the user may start an answer now, else which limit and when it resets.
+    `limits`: the user's, when the caller has read them already."""
+    limits = limits or limits_for(user_id=user_id)
     now = timezone.now()
     day, month = _day_start(now), _month_start(now)
     tomorrow, next_month = day + timedelta(days=1), _next_month(month)

@@ -127,12 +127,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                     client_key=key,
                 )
             elif action == "edit":
-                await generation.generation_edit(
+                await generation.generation_begin(
                     conversation=self.conversation,
-                    message_id=frame.get("message_id"),
                     text=frame.get("message"),  # type: ignore[arg-type]  # cleaned in services
                     server=server,
                     client_key=key,
+                    edit_of=frame.get("message_id"),
                 )
             elif action == "version":
                 await generation.conversation_show_version(

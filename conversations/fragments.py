@@ -7,6 +7,7 @@ carries an id and is swapped out-of-band by htmx's websocket extension.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.template.loader import render_to_string
@@ -16,6 +17,16 @@ from .models import Conversation, Message
 from .rendering import plain_text, render
 
 PAGE = "conversations/conversation.html"
+
+
+_FIRST_TAG = re.compile(r"<([a-z]+)\b")
+
+
+def _out_of_band(html: str, *, user_frame: bool = False) -> str:
+    """A partial as the page renders it, marked to replace its twin by id when it comes
+    in a frame (and, for user-wide frames, to be dropped where the page lacks it)."""
+    extra = " data-user-frame" if user_frame else ""
+    return _FIRST_TAG.sub(rf'<\1{extra} hx-swap-oob="true"', html, count=1)
 
 
 def message_html(
@@ -98,13 +109,12 @@ def nav_live_html(public_id: Any, *, live: bool) -> str:
     html = render_to_string(
         "conversations/live_marker.html", {"public_id": public_id, "live": live}
     )
-    return html.replace("<span ", '<span data-user-frame hx-swap-oob="true" ', 1)
+    return _out_of_band(html, user_frame=True)
 
 
 def conversation_usage_html(usage: dict[str, int]) -> str:
     """The conversation's token total, after an answer reported its usage."""
-    html = render_to_string(f"{PAGE}#usage_total", {"usage": usage})
-    return html.replace("<span ", '<span hx-swap-oob="true" ', 1)
+    return _out_of_band(render_to_string(f"{PAGE}#usage_total", {"usage": usage}))
 
 
 def conversation_gone_html() -> str:
@@ -118,9 +128,7 @@ def nav_gone_html(conversation: Conversation) -> str:
 def quota_notice_html(allowance: Any) -> str:
     """What is left of the user's quota, shown by the composer once it runs low."""
     text = allowance.text if allowance is not None and allowance.low else ""
-    return render_to_string(f"{PAGE}#quota_notice", {"quota_text": text}).replace(
-        "<p ", '<p hx-swap-oob="true" ', 1
-    )
+    return _out_of_band(render_to_string(f"{PAGE}#quota_notice", {"quota_text": text}))
 
 
 def session_end_html(text: str) -> str:

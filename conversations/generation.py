@@ -33,6 +33,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts import quotas
@@ -625,17 +626,21 @@ async def conversation_announce_title(*, conversation: Conversation) -> None:
     await _publish_to_user(layer, conversation.owner_id, fragments.nav_title_html(conversation))
 
 
+async def _stop_streaming(answers: QuerySet[Message], *, wait: bool) -> None:
+    """Stop every streaming answer among these, wherever it runs; with `wait`, until
+    their partials are saved (bounded: a dead process's answer is the supervisor's)."""
+    pending = answers.filter(status=Message.Status.STREAMING)
+    async for answer in pending:
+        await generation_stop(answer=answer)
+    for _ in range(100 if wait else 0):
+        if not await pending.aexists():
+            break
+        await asyncio.sleep(0.02)
+
+
 async def conversation_remove(*, conversation: Conversation) -> None:
     """Delete a conversation: stop its answer first, then tell every tab it is gone."""
-    answer = await database_sync_to_async(selectors.message_get_streaming)(
-        conversation=conversation
-    )
-    if answer is not None:
-        await generation_stop(answer=answer)
-        for _ in range(100):  # the partial is saved before the rows go
-            await asyncio.sleep(0.02)
-            if not await Message.objects.filter(pk=answer.pk, status="streaming").aexists():
-                break
+    await _stop_streaming(conversation.messages.all(), wait=True)  # partial saved first
     await database_sync_to_async(services.conversation_delete)(conversation=conversation)
     layer = _layer()
     await _publish_to_conversation(
@@ -647,11 +652,7 @@ async def conversation_remove(*, conversation: Conversation) -> None:
 async def user_kick(*, user_id: int) -> None:
     """A suspended user: every answer of theirs is stopped (and saved), every open socket
     of theirs, in every process, is closed."""
-    streaming = [
-        m async for m in Message.objects.filter(conversation__owner_id=user_id, status="streaming")
-    ]
-    for answer in streaming:
-        await generation_stop(answer=answer)
+    await _stop_streaming(Message.objects.filter(conversation__owner_id=user_id), wait=False)
     notice = fragments.session_end_html(
         "Your account has been suspended. This page no longer updates; reload it to see why."
     )
@@ -662,15 +663,7 @@ async def user_remove(*, user: Any, password: Any) -> None:
     """Delete an account: check the password, stop its answers (their partials do not
     matter any more, but their upstream calls must end), then delete everything."""
     await database_sync_to_async(services.user_password_confirm)(user=user, password=password)
-    streaming = [
-        m async for m in Message.objects.filter(conversation__owner=user, status="streaming")
-    ]
-    for answer in streaming:
-        await generation_stop(answer=answer)
-    for _ in range(100):
-        if not await Message.objects.filter(conversation__owner=user, status="streaming").aexists():
-            break
-        await asyncio.sleep(0.02)
+    await _stop_streaming(Message.objects.filter(conversation__owner=user), wait=True)
     await database_sync_to_async(services.user_delete)(user=user)
 
 
@@ -727,25 +720,37 @@ async def generation_begin(
     text: str,
     server: tuple[str, int] | None = None,
     client_key: str = "",
+    edit_of: Any = None,
 ) -> services.Turn:
     """Save the user's message and an empty answer, announce them, start the answer.
+    With `edit_of` (a user message's id) the message is a new version of that one.
 
-    Raises ValidationError (bad text), ConversationBusy (an answer is streaming) or
-    RateLimited. A repeated client key returns the earlier turn and starts nothing.
+    Raises ValidationError (bad text), ConversationBusy (an answer is streaming),
+    RateLimited, or NotRetryable (no such message to edit). A repeated client key
+    returns the earlier turn and starts nothing.
     """
     # The channel exists before the answer row, so whoever sees the row can reach it.
     channel = await _layer().new_channel()
     turn = await database_sync_to_async(services.turn_start)(
-        conversation=conversation, text=text, generation_channel=channel, client_key=client_key
+        conversation=conversation,
+        text=text,
+        generation_channel=channel,
+        client_key=client_key,
+        edit_of=edit_of,
     )
     if turn.created:
+        if edit_of is None:  # the path grows by two messages
+            announce = fragments.message_append_html(
+                turn.user_message
+            ) + fragments.message_append_html(turn.answer)
+        else:  # the path changed from the edited message on: every tab redraws it
+            announce = await _message_list_html(conversation)
         await _launch(
             conversation=conversation,
             answer=turn.answer,
             channel=channel,
             server=server,
-            announce=fragments.message_append_html(turn.user_message)
-            + fragments.message_append_html(turn.answer),
+            announce=announce,
             question=turn.user_message,
         )
     return turn
@@ -768,35 +773,6 @@ async def generation_retry(
         announce=await _message_list_html(conversation),
     )
     return answer
-
-
-async def generation_edit(
-    *,
-    conversation: Conversation,
-    message_id: Any,
-    text: str,
-    server: tuple[str, int] | None = None,
-    client_key: str = "",
-) -> services.Turn:
-    """A new version of a user message, and its answer; the earlier turn stays."""
-    channel = await _layer().new_channel()
-    turn = await database_sync_to_async(services.turn_start)(
-        conversation=conversation,
-        text=text,
-        generation_channel=channel,
-        client_key=client_key,
-        edit_of=message_id,
-    )
-    if turn.created:
-        await _launch(
-            conversation=conversation,
-            answer=turn.answer,
-            channel=channel,
-            server=server,
-            announce=await _message_list_html(conversation),
-            question=turn.user_message,
-        )
-    return turn
 
 
 async def conversation_show_version(*, conversation: Conversation, message_id: Any) -> None:

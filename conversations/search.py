@@ -38,8 +38,7 @@ def query_words(text: str) -> list[str]:
 @dataclass(frozen=True)
 class Hit:
     conversation_id: int
-    message_id: int | None  # None: the title matched
-    score: float  # lower is better
+    message_id: int | None  # None: the title matched (rows come best first)
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ def _sqlite(owner_id: int, words: list[str]) -> list[Hit]:
             ") ORDER BY s LIMIT %s",
             [match, owner_id, POOL, CANDIDATES],
         )
-        titles = [Hit(cid, None, score) for cid, score in cursor.fetchall()]
+        titles = [Hit(cid, None) for cid, _score in cursor.fetchall()]
         cursor.execute(
             "SELECT id, conversation_id, s FROM ("
             " SELECT m.id, m.conversation_id, bm25(conversations_message_fts) AS s"
@@ -123,7 +122,7 @@ def _sqlite(owner_id: int, words: list[str]) -> list[Hit]:
             ") ORDER BY s LIMIT %s",
             [match, owner_id, POOL, CANDIDATES],
         )
-        messages = [Hit(cid, mid, score) for mid, cid, score in cursor.fetchall()]
+        messages = [Hit(cid, mid) for mid, cid, _score in cursor.fetchall()]
     return titles + messages
 
 
@@ -140,7 +139,7 @@ def _postgres(owner_id: int, words: list[str]) -> list[Hit]:
             " ORDER BY r DESC LIMIT %s",
             [owner_id, tsquery, POOL, tsquery, CANDIDATES],
         )
-        titles = [Hit(cid, None, -rank) for cid, rank in cursor.fetchall()]
+        titles = [Hit(cid, None) for cid, _rank in cursor.fetchall()]
         cursor.execute(
             "SELECT id, conversation_id, ts_rank(search_vector, q) AS r"
             " FROM (SELECT m.id, m.conversation_id, m.search_vector FROM conversations_message m"
@@ -150,5 +149,5 @@ def _postgres(owner_id: int, words: list[str]) -> list[Hit]:
             " ORDER BY r DESC LIMIT %s",
             [owner_id, tsquery, POOL, tsquery, CANDIDATES],
         )
-        messages = [Hit(cid, mid, -rank) for mid, cid, rank in cursor.fetchall()]
+        messages = [Hit(cid, mid) for mid, cid, _rank in cursor.fetchall()]
     return titles + messages

@@ -145,7 +145,8 @@ class Turn:
 
 def _rate_check(*, owner_id: int, new_user_message: bool) -> None:
     """Per-user limits: answers streaming at once, messages per minute, and quotas."""
-    concurrent = quotas.limits_for(user_id=owner_id).concurrent_answers
+    limits = quotas.limits_for(user_id=owner_id)
+    concurrent = limits.concurrent_answers
     streaming = Message.objects.filter(
         conversation__owner_id=owner_id, status=Message.Status.STREAMING
     ).count()
@@ -154,7 +155,7 @@ def _rate_check(*, owner_id: int, new_user_message: bool) -> None:
             f"You already have {streaming} answer{'s' if streaming != 1 else ''} being "
             "written. Wait for one to finish, or stop it, then try again."
         )
-    refusal = quotas.check(user_id=owner_id, new_message=new_user_message)
+    refusal = quotas.check(user_id=owner_id, new_message=new_user_message, limits=limits)
     if refusal is not None:
         raise RateLimited(refusal.message, retry_after=refusal.retry_after)
     per_minute = settings.CHATSITE_MESSAGES_PER_MINUTE

@@ -72,3 +72,20 @@ class ReasonRequiredMixin:
             form_url,
             extra_context,
         )
+
+
+class RecordAdminMixin:
+    """For append-only records (the access log, the usage ledger): nobody adds, edits or
+    deletes one through admin, not even a superuser, and there are no bulk actions."""
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        return {}  # not even the bulk delete action
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -15,6 +15,7 @@ from django.utils.safestring import mark_safe
 from conversations.rendering import render
 
 from . import services
+from .access import RecordAdminMixin
 from .models import AccessLog, Flag, Policy, Rule
 
 
@@ -176,20 +177,10 @@ class FlagAdmin(admin.ModelAdmin):
 
 
 @admin.register(AccessLog)
-class AccessLogAdmin(admin.ModelAdmin):
+class AccessLogAdmin(RecordAdminMixin, admin.ModelAdmin):
     """Read only, for everyone: nobody adds, edits or deletes an entry here."""
 
     list_display = ("at", "staff_username", "owner", "conversation_title", "reason")
     list_select_related = ("owner",)
     list_filter = ("at",)
     search_fields = ("staff_username", "owner__username", "conversation_title", "reason")
-    actions = None  # not even the bulk delete action
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
