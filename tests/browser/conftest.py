@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.fake_openai import FakeUpstream
 from tests.live import live_site
@@ -77,3 +77,14 @@ def sign_up(page: Page, base: str, username: str = "ada") -> None:
     page.fill("#id_password2", "correct-horse-battery-staple")
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/")
+
+
+def ask(page: Page, base: str, text: str) -> None:
+    """Start a conversation from the home page and wait for its answer to complete."""
+    page.goto(f"{base}/")
+    page.fill("#new-message", text)
+    page.press("#new-message", "Enter")
+    page.wait_for_url(f"{base}/conversations/*/")
+    expect(
+        page.locator('#messages [data-role="assistant"][data-status="complete"]').last
+    ).to_be_visible()

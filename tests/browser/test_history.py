@@ -8,20 +8,12 @@ import json
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import sign_up
+from tests.browser.conftest import ask, sign_up
 from tests.fake_openai import FakeUpstream, Stream
 
 pytestmark = pytest.mark.browser
 
 ANSWER = '#messages [data-role="assistant"]'
-
-
-def _ask(page: Page, base: str, text: str) -> None:
-    page.goto(f"{base}/")
-    page.fill("#new-message", text)
-    page.press("#new-message", "Enter")
-    page.wait_for_url(f"{base}/conversations/*/")
-    expect(page.locator(f'{ANSWER}[data-status="complete"]').last).to_be_visible()
 
 
 def test_search_as_you_type_finds_message_text_and_opens_the_conversation(
@@ -32,9 +24,9 @@ def test_search_as_you_type_finds_message_text_and_opens_the_conversation(
         Stream(["Tides follow the moon."]),
     )
     sign_up(page, site)
-    _ask(page, site, "bread tips")
+    ask(page, site, "bread tips")
     bread = page.url
-    _ask(page, site, "why tides")
+    ask(page, site, "why tides")
     page.fill("#search-input", "sourd")  # a prefix, as typed
     results = page.locator("#search-results .search-result")
     expect(results).to_have_count(1)
@@ -56,7 +48,7 @@ def test_regenerate_flip_versions_and_edit_a_message(
         Stream(["First answer."]), Stream(["Second answer."]), Stream(["Answer to the edit."])
     )
     sign_up(page, site)
-    _ask(page, site, "original question")
+    ask(page, site, "original question")
     other = page.context.new_page()
     other.goto(page.url)
 
@@ -91,7 +83,7 @@ def test_export_downloads_and_the_model_picker(
 ) -> None:
     fake_server.enqueue(Stream(["Exported words."]), Stream(["From the mini model."]))
     sign_up(page, site)
-    _ask(page, site, "export me")
+    ask(page, site, "export me")
     with page.expect_download() as download:
         page.click("text=Export JSON")
     document = json.loads(open(download.value.path(), encoding="utf-8").read())  # noqa: SIM115

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import API_KEY, sign_up
+from tests.browser.conftest import API_KEY, ask, sign_up
 from tests.fake_openai import FakeUpstream, Stream
 from tests.live import live_site
 
@@ -33,14 +33,6 @@ def quota_site(fake_server: FakeUpstream, tmp_path: Path) -> Iterator[str]:
     fake_server.reset()
 
 
-def _ask(page: Page, base: str, text: str) -> None:
-    page.goto(f"{base}/")
-    page.fill("#new-message", text)
-    page.press("#new-message", "Enter")
-    page.wait_for_url(f"{base}/conversations/*/")
-    expect(page.locator(f'{ANSWER}[data-status="complete"]').last).to_be_visible()
-
-
 def test_a_report_reaches_the_queue_and_a_suspended_user_is_cut_off_live(
     browser: Browser, site: str, fake_server: FakeUpstream
 ) -> None:
@@ -49,7 +41,7 @@ def test_a_report_reaches_the_queue_and_a_suspended_user_is_cut_off_live(
     user = browser.new_context().new_page()
     fake_server.enqueue(Stream(["The moon is made of cheese."]))
     sign_up(user, site, "mallory")
-    _ask(user, site, "what is the moon made of?")
+    ask(user, site, "what is the moon made of?")
 
     user.click(f"{ANSWER} [data-action=report]")
     user.select_option(f"{ANSWER} .report select", "misinformation")
@@ -80,7 +72,7 @@ def test_the_composer_shows_the_quota_running_low_and_refuses_past_it(
 ) -> None:
     fake_server.enqueue(Stream(["one"]), Stream(["two"]), Stream(["three"]))
     sign_up(page, quota_site)
-    _ask(page, quota_site, "first")
+    ask(page, quota_site, "first")
     expect(page.locator("#quota-notice")).to_have_text("")
     page.fill("#composer-input", "second")
     page.press("#composer-input", "Enter")
