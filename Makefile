@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run migrate test test-postgres lint format check-browser lock bench bench-render bench-search clean
+.PHONY: install run migrate test test-postgres lint format check-browser lock bench bench-render bench-search bench-streams clean
 
 $(STAMP): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,7 +64,13 @@ bench-search: install
 	$(BIN)/python -m bench.search
 	bash scripts/with-postgres.sh $(BIN)/python -m bench.search
 
-bench: bench-render bench-search
+# Many streams: the app under daphne against the bare openai SDK on the same upstream
+# streams, N = 1 … 800 at 30 chunks/s and a 500 chunks/s model, in-memory and Redis
+# channel layers (redis-server from Debian). Table, JSON and plot in bench-results/.
+bench-streams: install
+	$(BIN)/python -m bench.streams
+
+bench: bench-render bench-search bench-streams
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache test-artifacts bench-results

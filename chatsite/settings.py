@@ -102,7 +102,17 @@ ASGI_APPLICATION = "chatsite.asgi.application"
 
 # --- Database -------------------------------------------------------------------------
 DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+_SQLITE = DATABASE_URL.startswith("sqlite:")
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        # SQLite: keep each thread's connection (opening one, with its PRAGMAs, cost more
+        # than a checkpoint's UPDATE). PostgreSQL: each connection is a server process, so
+        # the default stays one per unit of work unless a pooler or the operator says so.
+        conn_max_age=env_int("DJANGO_CONN_MAX_AGE", 600 if _SQLITE else 0),
+        conn_health_checks=True,
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # Several writers (streams checkpointing, requests) share one file: WAL lets
@@ -222,6 +232,9 @@ CHATSITE_MAX_SYSTEM_PROMPT_CHARS = env_int("CHATSITE_MAX_SYSTEM_PROMPT_CHARS", 8
 CHATSITE_MODERATION_ENDPOINT = env_bool("CHATSITE_MODERATION_ENDPOINT", False)
 CHATSITE_MODERATION_MODEL = os.environ.get("CHATSITE_MODERATION_MODEL", "")
 CHATSITE_SCREENING_TIMEOUT = env_float("CHATSITE_SCREENING_TIMEOUT", 5.0)
+# Local rules are read once per this many seconds per process (edits in this process
+# apply at once): screening runs for every sentence of every answer.
+CHATSITE_SCREENING_RULES_SECONDS = env_float("CHATSITE_SCREENING_RULES_SECONDS", 10.0)
 # When screening fails or times out: "allow" (not flagged) or "block".
 CHATSITE_SCREENING_ON_ERROR = os.environ.get("CHATSITE_SCREENING_ON_ERROR", "allow")
 # Users see on their settings page when staff opened their conversations, and why.
@@ -249,6 +262,10 @@ CHATSITE_DEMO_TOKENS_PER_SECOND = env_float("CHATSITE_DEMO_TOKENS_PER_SECOND", 4
 
 # --- Streaming --------------------------------------------------------------------------
 CHATSITE_FRAME_INTERVAL = env_float("CHATSITE_FRAME_INTERVAL", 0.05)  # seconds between frames
+# Under load frames get coarser, up to this interval: one frame per 50 ms per answer while
+# fewer than CHATSITE_FRAME_FULL_RATE_ANSWERS answers stream in this process, then longer.
+CHATSITE_FRAME_INTERVAL_MAX = env_float("CHATSITE_FRAME_INTERVAL_MAX", 0.15)
+CHATSITE_FRAME_FULL_RATE_ANSWERS = env_int("CHATSITE_FRAME_FULL_RATE_ANSWERS", 50)
 CHATSITE_CHECKPOINT_INTERVAL = env_float("CHATSITE_CHECKPOINT_INTERVAL", 1.0)  # seconds
 CHATSITE_MAX_MESSAGE_CHARS = env_int("CHATSITE_MAX_MESSAGE_CHARS", 32_000)
 CHATSITE_MAX_FRAME_BYTES = env_int("CHATSITE_MAX_FRAME_BYTES", 256_000)

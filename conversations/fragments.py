@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.utils.html import escape
 
 from .models import Conversation, Message
-from .rendering import plain_text, render
+from .rendering import plain_text, render, render_tail
 
 PAGE = "conversations/conversation.html"
 
@@ -58,9 +58,8 @@ def answer_growth_html(message_id: int, finished: str, tail: str) -> str:
         blocks = render(finished)
         html += f'<div hx-swap-oob="beforeend:#message-{message_id}-blocks">{blocks}</div>'
         html += announce_html(plain_text(blocks))
-    return (
-        html + f'<div id="message-{message_id}-tail" hx-swap-oob="innerHTML">{render(tail)}</div>'
-    )
+    tail_html = render_tail(tail)
+    return html + f'<div id="message-{message_id}-tail" hx-swap-oob="innerHTML">{tail_html}</div>'
 
 
 def announce_html(text: str) -> str:

@@ -103,6 +103,11 @@ def _fence(
     lexer = _lexer(lang.lower()) if lang and len(code) <= _MAX_HIGHLIGHT else None
     if lexer is not None:
         body = highlight(code, lexer, _FORMATTER)
+    return _code_block(lang, body)
+
+
+def _code_block(lang: str, body: str) -> str:
+    """A code block's markup around `body`, which must already be safe HTML."""
     label = escape(lang or "text")
     return (
         '<div class="code-block"><div class="code-head">'
@@ -159,6 +164,38 @@ def render(text: str) -> str:
 @lru_cache(maxsize=4096)
 def render_markdown(text: str) -> str:
     """render(), remembered: pages show the same finished answers again and again."""
+    return render(text)
+
+
+# Text that CommonMark (+ tables, strikethrough; raw HTML, linkify and typographer off)
+# can only read as one plain paragraph: no inline syntax, no hard break, no blank line,
+# and no line that could open or underline a block.
+_NOT_PLAIN = re.compile(r"[\\`*_\[\]<>&~|]| \n|\n[ \t]*\n")
+_BLOCK_LINE = re.compile(r"^ {0,3}[ \t#>+*=\d`~-]", re.MULTILINE)
+_FENCE_START = re.compile(r"^ {0,3}(`{3,}|~{3,})([^\n`]*)\n")
+
+
+def render_tail(text: str) -> str:
+    """render() for the block still growing at the end of a streaming answer: the same
+    HTML for a plain paragraph and the code of a fence still open, without the parser
+    (most frames of most answers); any other block goes through render(). A finished
+    block is always rendered whole by render(), highlighting included."""
+    if not text.strip():
+        return ""
+    if not _NOT_PLAIN.search(text) and not _BLOCK_LINE.search(text):
+        lines = "\n".join(line.strip() for line in text.strip().split("\n"))
+        return f"<p>{escape(lines, quote=False)}</p>\n"
+    fence = _FENCE_START.match(text)
+    if fence is not None:
+        code = text[fence.end() :]
+        marker = fence.group(1)
+        closing_line = rf"^ {{0,3}}{re.escape(marker[0])}{{{len(marker)},}}[ \t]*$"
+        closing = re.search(closing_line, code, re.MULTILINE)
+        if closing is None:
+            # Highlighted once the fence closes: Pygments on every frame of a long block
+            # would cost more than all the rest of the frame.
+            lang = _LANG.sub("", fence.group(2).strip().split(" ")[0])[:30]
+            return _code_block(lang, escape(code, quote=False))
     return render(text)
 
 

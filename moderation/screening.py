@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
@@ -62,6 +63,35 @@ def _rules() -> list[tuple[re.Pattern[str], str]]:
     return compiled
 
 
+Rules = list[tuple[re.Pattern[str], str]]
+_rules_cache: tuple[float, Rules] | None = None
+_rules_loading: asyncio.Future[Rules] | None = None
+
+
+def rules_forget() -> None:
+    """Drop this process's copy of the rules (a rule was saved or deleted here)."""
+    global _rules_cache, _rules_loading
+    _rules_cache = _rules_loading = None
+
+
+async def _rules_current() -> Rules:
+    # Every sentence batch of every streaming answer is screened: the rules come from
+    # memory, re-read at most every CHATSITE_SCREENING_RULES_SECONDS, by one reader at a
+    # time (a hundred answers starting together would otherwise all read them).
+    global _rules_cache, _rules_loading
+    now = time.monotonic()
+    cached = _rules_cache
+    if cached is not None and now - cached[0] < settings.CHATSITE_SCREENING_RULES_SECONDS:
+        return cached[1]
+    loading = _rules_loading
+    if loading is None or loading.done() or loading.get_loop() is not asyncio.get_running_loop():
+        loading = _rules_loading = asyncio.ensure_future(database_sync_to_async(_rules)())
+    rules = await asyncio.shield(loading)
+    if _rules_loading is loading:  # not forgotten meanwhile
+        _rules_cache = (now, rules)
+    return rules
+
+
 def _policies() -> dict[str, str]:
     return dict(Policy.objects.values_list("category", "action"))
 
@@ -82,7 +112,7 @@ async def screen(text: str, *, config: upstream.UpstreamConfig | None) -> Verdic
     """Rules and endpoint together (concurrently); the verdict's action follows policy."""
     if not text.strip():
         return Verdict()
-    rules = await database_sync_to_async(_rules)()
+    rules = await _rules_current()
     findings = rule_findings(text, rules)
     if settings.CHATSITE_MODERATION_ENDPOINT and config is not None:
         try:

@@ -14,6 +14,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from conversations import generation, services, upstream
+from moderation import screening
 
 if TYPE_CHECKING:
     from tests.fake_openai import FakeUpstream
@@ -47,8 +48,11 @@ def _fresh_process_state() -> Iterator[None]:
     # Each test runs its own event loop: loop-bound objects must not leak between tests.
     channel_layers.backends.clear()
     upstream.client_for.cache_clear()
+    # Rules rolled back with a test's transaction send no signal: forget them.
+    screening.rules_forget()
     yield
     channel_layers.backends.clear()
+    screening.rules_forget()
     upstream.client_for.cache_clear()
 
 
@@ -117,3 +121,10 @@ async def open_socket(
     )
     connected, _ = await communicator.connect(timeout=5)
     return connected, Socket(communicator)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Browser tests last: Playwright's sync API keeps its event loop running in the main
+    # thread for the rest of the session, where asyncio tests could not start their own.
+    items.sort(key=lambda item: "/browser/" in str(item.path))

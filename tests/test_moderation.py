@@ -3,6 +3,7 @@ local rules; policies; user reports."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -169,3 +170,19 @@ async def test_users_report_answers_and_conversations_and_only_their_own(
     await sync_to_async(mallory.force_login)(await sync_to_async(make_user)("mallory"))
     assert (await mallory.post(url, {"category": "other"})).status_code == 404
     assert await Flag.objects.acount() == 2
+
+
+async def test_rules_are_read_from_memory_and_edits_apply(settings: Any) -> None:
+    from moderation import screening
+
+    settings.CHATSITE_SCREENING_RULES_SECONDS = 0.5
+    assert not (await screening.screen("a grue here", config=None)).flagged
+    # Saved in this process (admin): applies at once, although the rules were just read.
+    rule = await Rule.objects.acreate(pattern="grue", category="monsters")
+    assert (await screening.screen("a grue here", config=None)).category == "monsters"
+    # Changed by another process (no signal here): the copy in memory serves until it is
+    # old enough, then the change applies.
+    await Rule.objects.filter(pk=rule.pk).aupdate(enabled=False)
+    assert (await screening.screen("a grue here", config=None)).flagged
+    await asyncio.sleep(0.6)
+    assert not (await screening.screen("a grue here", config=None)).flagged

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
 
-from conversations.rendering import BlockSplitter, plain_text, render
+from conversations.rendering import BlockSplitter, plain_text, render, render_tail
 
 # Output properties that must hold for any input.
 FORBIDDEN_TAGS = re.compile(
@@ -83,6 +84,30 @@ def test_hostile_input_renders_inert(hostile: str) -> None:
     # And inside every construct a model might wrap it in.
     for wrapped in (f"- {hostile}", f"> {hostile}", f"**{hostile}**", f"# {hostile}"):
         assert_inert(render(wrapped))
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_input_in_the_growing_block_renders_inert(hostile: str) -> None:
+    # The growing block of a stream takes shortcuts for plain text and open fences.
+    for tail in (hostile, f"{hostile} and more", f"```\n{hostile}\n", f"```{hostile}\ncode\n"):
+        assert_inert(render_tail(tail))
+
+
+def test_growing_plain_paragraph_renders_exactly_as_the_parser_does() -> None:
+    rng = random.Random(7)
+    pieces = ["word", "it's", '"quoted"', "end.", "2024", "-", "a-b", "  ", "\n", " \n", "\t"]
+    for _ in range(5000):
+        text = " ".join(rng.choice(pieces) for _ in range(rng.randint(1, 25)))
+        assert render_tail(text) == render(text), text
+
+
+def test_growing_code_block_is_escaped_and_highlighted_once_closed() -> None:
+    open_fence = "```python\ndef f(x):\n    return x < 1\n"
+    tail = render_tail(open_fence)
+    assert "return x &lt; 1" in tail
+    assert "tok-k" not in tail  # plain while it grows
+    assert 'class="code-lang">python<' in tail
+    assert "tok-k" in render(open_fence + "```\n")  # highlighted when whole
 
 
 def test_markdown_images_become_plain_links_not_fetches() -> None:
