@@ -229,7 +229,7 @@ class App:
         return proc_rss_kb(self.pid)
 
     async def writes(self) -> dict[str, int]:
-        async with httpx2.AsyncClient() as client:
+        async with httpx2.AsyncClient(timeout=300) as client:  # an overloaded site is slow
             response = await client.get(self.base + "/bench/writes/")
             return dict(response.json()["writes"])
 
