@@ -45,7 +45,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -757,18 +756,12 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(results, machine())
     (out / "streams.md").write_text(text + "\n")
     (out / "streams.json").write_text(
-        json.dumps({"machine": machine(), "results": results}, indent=1, default=_json)
+        json.dumps({"machine": machine(), "results": results}, indent=1)
     )
     plot(results, out / "streams.png")
     print(text)
     print(f"(written to {out}/streams.md, streams.json, streams.png)")
     return 0
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, report.LevelFigures):
-        return asdict(value)
-    raise TypeError(type(value))
 
 
 if __name__ == "__main__":
