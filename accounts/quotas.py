@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from .models import Quota, UsageEvent
@@ -35,12 +35,14 @@ def _defaults() -> dict[str, int]:
 def limits_for(*, user_id: int) -> Limits:
     """The user's own quota wins; else the most generous of their groups'; else defaults."""
     values = _defaults()
-    groups = list(Quota.objects.filter(group__user__id=user_id))
+    # One query for both (it runs before every answer): the user's own row and her groups'.
+    rows = list(Quota.objects.filter(Q(user_id=user_id) | Q(group__user__id=user_id)).distinct())
+    groups = [q for q in rows if q.group_id is not None]
     for name in LIMITS:
         set_by_groups = [getattr(q, name) for q in groups if getattr(q, name) is not None]
         if set_by_groups:
             values[name] = 0 if 0 in set_by_groups else max(set_by_groups)
-    own = Quota.objects.filter(user_id=user_id).first()
+    own = next((q for q in rows if q.user_id == user_id), None)
     if own is not None:
         for name in LIMITS:
             if getattr(own, name) is not None:

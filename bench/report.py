@@ -106,6 +106,18 @@ def difference(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
+def ttft_figures(app_ms: Sequence[float], sdk_ms: Sequence[float]) -> dict[str, Any]:
+    """Time to first token through the app and through the bare SDK, answer by answer,
+    and what the app adds (difference of the percentiles; None where either is missing)."""
+    figures: dict[str, Any] = {"answers": len(app_ms), "sdk_answers": len(sdk_ms)}
+    for q in (50, 95):
+        app, sdk = percentile(app_ms, q), percentile(sdk_ms, q)
+        figures[f"app_p{q}_ms"] = app
+        figures[f"sdk_p{q}_ms"] = sdk
+        figures[f"added_p{q}_ms"] = difference(app, sdk)
+    return figures
+
+
 def knee(rows: Sequence[dict[str, Any]], *, lag_p99_ms: float = 250.0) -> int | None:
     """The largest N whose delivery was complete with p99 lag under the limit; None if no
     level passed (a level that was not measured cannot pass)."""

@@ -63,6 +63,8 @@ IDLE = 'data-streaming="false"'
 PASSWORD = "bench-password-1"  # throwaway accounts in a throwaway database
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SDK_FLOOR_MAX_N = 100
+# Time to first token on an idle site: one answer at a time, a short fast answer each.
+TTFT_MODEL = "bench-200x20"
 T = TypeVar("T")
 
 
@@ -381,6 +383,29 @@ async def sdk_level(
     return {"ttft_ms": ttft, "chunks": chunks, "cpu_s": cpu}
 
 
+async def sdk_ttft(upstream_url: str, model: str, count: int, first_id: int) -> list[float]:
+    """Time to first token through the typed SDK, `count` answers one after another."""
+    client = AsyncOpenAI(base_url=upstream_url + "/v1", api_key="bench", max_retries=0)
+    ttft: list[float] = []
+    for i in range(-1, count):  # the first one warms the client and is not counted
+        started = time.monotonic()
+        stream = await client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": f"bench-{first_id + i + 1}"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        first: float | None = None
+        async for chunk in stream:
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = (time.monotonic() - started) * 1000
+        if i >= 0 and first is not None:
+            ttft.append(first)
+    await client.close()
+    await upstream_log(upstream_url)  # clear
+    return ttft
+
+
 # --- one level through the app ---------------------------------------------------------
 
 
@@ -407,6 +432,23 @@ class Runner:
                 for b, c in zip(browsers, conversations, strict=True)
             ]
         )
+
+    async def ttft_series(self, model: str, count: int) -> list[float]:
+        """Time to first token through the app, `count` answers one after another, each
+        in a new conversation (so that history does not grow), nothing else running."""
+        browser = self.browsers[0]
+        ttft = []
+        for sid in self.ids(count):
+            ws = await browser.open_socket(await browser.new_conversation(model))
+            try:
+                record = await ask(ws, sid, delay=0)
+            finally:
+                await ws.close()
+            if 0 in record.seen:
+                ttft.append((record.seen[0] - record.sent_at) * 1000)
+            await asyncio.sleep(0.3)  # the title request after an answer: let it pass
+        await upstream_log(self.upstream_url)  # clear
+        return ttft
 
     async def level(
         self,
@@ -529,6 +571,7 @@ async def run_mode(
     sdk_floor: dict[Any, dict[str, Any]],
     memory_sockets: int,
     stop_answers: int,
+    ttft_answers: int,
     workdir: Path,
     redis_url: str = "",
 ) -> dict[str, Any]:
@@ -542,6 +585,7 @@ async def run_mode(
         "fast": None,
         "stop": None,
         "memory": None,
+        "ttft": None,
     }
 
     # Memory first, in a fresh process: later phases leave freed memory behind to reuse.
@@ -575,6 +619,15 @@ async def run_mode(
             / memory_sockets,
         }
         print(f"[{mode}] memory: {result['memory']}", flush=True)
+
+        print(f"[{mode}] time to first token, {ttft_answers} answers one at a time…", flush=True)
+        if "ttft" not in sdk_floor:
+            sdk_floor["ttft"] = {
+                "ttft_ms": await sdk_ttft(upstream_url, TTFT_MODEL, ttft_answers, 30_000_000)
+            }
+        result["ttft"] = report.ttft_figures(
+            await runner.ttft_series(TTFT_MODEL, ttft_answers), sdk_floor["ttft"]["ttft_ms"]
+        )
 
         for n in levels:
             print(f"[{mode}] N={n} at 30 chunks/s…", flush=True)
@@ -636,6 +689,14 @@ def markdown(results: list[dict[str, Any]], machine: str) -> str:
             f"- Fast model: {report.fmt(fast.get('rate_achieved'), 0)} of 500 chunks/s "
             "reached the reader, "
             f"p99 lag {report.fmt(fast.get('lag_p99_ms'))} ms"
+        )
+        ttft = mode.get("ttft") or {}
+        out.append(
+            f"- Time to first token, {ttft.get('answers', 0)} answers one at a time: "
+            f"the app adds p50 {report.fmt(ttft.get('added_p50_ms'))} ms, "
+            f"p95 {report.fmt(ttft.get('added_p95_ms'))} ms "
+            f"(app {report.fmt(ttft.get('app_p50_ms'))} ms, "
+            f"bare SDK {report.fmt(ttft.get('sdk_p50_ms'))} ms, p50)"
         )
         out.append(
             f"- Stop (stop frame → upstream connection closed), {stop.get('n', 0)} streaming: p50 "
@@ -707,7 +768,7 @@ def machine() -> str:
 
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     levels = [int(x) for x in args.levels.split(",")]
-    models = [f"bench-30x{args.chunks}", "bench-500x1500", "bench-30x600"]
+    models = [f"bench-30x{args.chunks}", "bench-500x1500", "bench-30x600", TTFT_MODEL]
     sdk_floor: dict[Any, dict[str, Any]] = {}
     results = []
     with (
@@ -724,6 +785,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "sdk_floor": sdk_floor,
                 "memory_sockets": args.memory_sockets,
                 "stop_answers": args.stop_answers,
+                "ttft_answers": args.ttft_answers,
                 "workdir": workdir,
             }
             if mode == "redis":
@@ -748,6 +810,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--memory-sockets", type=int, default=200)
     parser.add_argument("--stop-answers", type=int, default=100)
+    parser.add_argument(
+        "--ttft-answers", type=int, default=20, help="answers one at a time for time to first token"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench-results"))
     args = parser.parse_args(argv)
     results = asyncio.run(run(args))

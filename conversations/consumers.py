@@ -47,11 +47,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.held_frames = []
         user = self.scope.get("user")
         public_id = self.scope["url_route"]["kwargs"]["public_id"]
-        conversation = await database_sync_to_async(selectors.conversation_get)(
-            user=user, public_id=public_id
-        )
-        if conversation is not None and not await self._still_signed_in():
-            conversation = None  # signed out elsewhere, or suspended
+        conversation = await database_sync_to_async(self._authorised_conversation)(user, public_id)
         if conversation is None:
             # Anonymous, someone else's, or no such conversation: refuse the handshake
             # (HTTP 403) before a single byte of data is sent.
@@ -95,23 +91,35 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         action = frame.get("action")
         if action == "stop":
             await self._stop()
-        elif action in ("send", "edit", "retry", "continue", "version"):
-            if not await self._still_signed_in():
-                await self._error("Your session has ended. Sign in again to continue.")
-                await self.close(code=4401)
+        elif action in ("send", "edit"):
+            # Checked in the same trip to the database as the message is saved.
+            await self._start(action, frame)
+        elif action in ("retry", "continue", "version"):
+            if not await database_sync_to_async(self._still_signed_in)():
+                await self._session_ended()
                 return
             await self._start(action, frame)
         else:
             await self._error("Unknown action.")
 
-    async def _still_signed_in(self) -> bool:
+    def _authorised_conversation(self, user: Any, public_id: Any) -> Conversation | None:
+        conversation = selectors.conversation_get(user=user, public_id=public_id)
+        if conversation is None or not self._still_signed_in():
+            return None  # not hers, or signed out elsewhere, or suspended
+        return conversation
+
+    def _still_signed_in(self) -> bool:
         """A user deactivated or signed out elsewhere starts nothing on an open socket."""
         session = self.scope.get("session")
         user = self.scope.get("user")
-        return await database_sync_to_async(selectors.user_session_is_live)(
+        return selectors.user_session_is_live(
             user_id=getattr(user, "pk", None),
             session_key=getattr(session, "session_key", None),
         )
+
+    async def _session_ended(self) -> None:
+        await self._error("Your session has ended. Sign in again to continue.")
+        await self.close(code=4401)
 
     async def _start(self, action: str, frame: dict[str, Any]) -> None:
         assert self.conversation is not None
@@ -119,20 +127,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         key = key if isinstance(key, str) else ""
         server = self.scope.get("server")
         try:
-            if action == "send":
+            if action in ("send", "edit"):
                 await generation.generation_begin(
                     conversation=self.conversation,
                     text=frame.get("message"),  # type: ignore[arg-type]  # cleaned in services
                     server=server,
                     client_key=key,
-                )
-            elif action == "edit":
-                await generation.generation_begin(
-                    conversation=self.conversation,
-                    text=frame.get("message"),  # type: ignore[arg-type]  # cleaned in services
-                    server=server,
-                    client_key=key,
-                    edit_of=frame.get("message_id"),
+                    edit_of=frame.get("message_id") if action == "edit" else None,
+                    allowed=self._still_signed_in,
                 )
             elif action == "version":
                 await generation.conversation_show_version(
@@ -151,6 +153,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                     message_id=frame.get("message_id"),
                     server=server,
                 )
+        except generation.NotAllowed:
+            await self._session_ended()
+            return
         except ValidationError as exc:
             await self._error(" ".join(exc.messages))
             return

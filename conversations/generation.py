@@ -26,6 +26,7 @@ import contextvars
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -148,6 +149,10 @@ class Generation:
     prefix: str = ""
     # A new user message, screened before anything goes upstream.
     question: Message | None = None
+    # What the model is sent, when the caller read it already.
+    history: list[dict[str, str]] | None = None
+    # Set once every tab was told of the answer: its frames must come after that.
+    announced: asyncio.Event = field(default_factory=asyncio.Event)
     group: str = ""
     request_id: str = ""
     note: str = ""
@@ -250,12 +255,15 @@ class Generation:
     async def _read(self) -> None:
         if self.question is not None:
             await self._screen_question(self.question)
-        history = await database_sync_to_async(selectors.message_history_for_upstream)(
-            answer_id=self.answer.pk
-        )
+        history = self.history
+        if history is None:
+            history = await database_sync_to_async(selectors.message_history_for_upstream)(
+                answer_id=self.answer.pk
+            )
         self._prompt_chars = sum(len(m["content"]) for m in history)
         if self.prefix:
-            history += [
+            history = [
+                *history,
                 {"role": "assistant", "content": self.prefix},
                 {"role": "user", "content": CONTINUE_PROMPT},
             ]
@@ -286,31 +294,35 @@ class Generation:
         max_chars = settings.CHATSITE_MAX_ANSWER_CHARS
         max_seconds = settings.CHATSITE_MAX_ANSWER_SECONDS
         try:
-            async for event in stream:
-                if event.text:
-                    if self.first_token_at is None:
-                        self.first_token_at = timezone.now()
-                    self._received_text = True
-                    self._pending.append(event.text)
-                    self._length += len(event.text)
-                    self._dirty.set()
+            async for events in stream.batches():
+                for event in events:
+                    self._take(event)
                     if self._length >= max_chars:
                         raise AnswerCapped(
                             f"The answer reached this site's length limit "
                             f"({max_chars:,} characters) and was ended."
                         )
-                    if time.monotonic() - started >= max_seconds:
-                        raise AnswerCapped(
-                            f"The answer reached this site's time limit ({max_seconds:.0f} s) "
-                            "and was ended."
-                        )
-                if event.finish_reason:
-                    self.finish_reason = event.finish_reason
-                if event.usage is not None:
-                    self.usage = event.usage
+                if time.monotonic() - started >= max_seconds:
+                    raise AnswerCapped(
+                        f"The answer reached this site's time limit ({max_seconds:.0f} s) "
+                        "and was ended."
+                    )
         finally:
             # Runs on Stop too (CancelledError): the upstream must see us hang up.
             await stream.close()
+
+    def _take(self, event: upstream.StreamEvent) -> None:
+        if event.text:
+            if self.first_token_at is None:
+                self.first_token_at = timezone.now()
+            self._received_text = True
+            self._pending.append(event.text)
+            self._length += len(event.text)
+            self._dirty.set()
+        if event.finish_reason:
+            self.finish_reason = event.finish_reason
+        if event.usage is not None:
+            self.usage = event.usage
 
     async def _count_tokens(self, usage: upstream.Usage | None) -> None:
         """Count the answer against the owner's quota: the upstream's figures, or an
@@ -408,6 +420,7 @@ class Generation:
 
     # --- frames and checkpoints -----------------------------------------------------------
     async def _publish(self, html: str, *, final: bool = False) -> None:
+        await self.announced.wait()
         self.seq += 1
         await self.layer.group_send(
             self.group,
@@ -690,12 +703,19 @@ async def _launch(
     answer: Message,
     channel: str,
     server: tuple[str, int] | None,
-    announce: str,
+    history: list[dict[str, str]],
+    announce: Callable[[], str],
     prefix: str = "",
     question: Message | None = None,
 ) -> Generation:
+    """Start the answer, then announce it to every tab of the conversation.
+
+    The upstream request goes out first, and the announcement (the new messages' HTML,
+    `announce`, run in the database thread) is written while the model thinks: the
+    first token waits for the model, not for templates. The answer's own frames wait for
+    the announcement (`Generation.announced`), so no text reaches a page before the
+    message it belongs to."""
     layer = _layer()
-    await database_sync_to_async(selectors.message_with_versions)(message=answer)
     generation = Generation(
         conversation=conversation,
         answer=answer,
@@ -704,22 +724,53 @@ async def _launch(
         layer=layer,
         prefix=prefix,
         question=question,
-    )
-    await layer.group_send(
-        generation.group,
-        {
-            "type": "chat.frame",
-            "message_id": answer.pk,
-            "seq": 0,
-            "html": announce + fragments.composer_controls_html(streaming=True),
-            "final": False,
-        },
+        history=history,
     )
     generation.start()
+    try:
+        html = await database_sync_to_async(announce)()
+        await layer.group_send(
+            generation.group,
+            {
+                "type": "chat.frame",
+                "message_id": answer.pk,
+                "seq": 0,
+                "html": html + fragments.composer_controls_html(streaming=True),
+                "final": False,
+            },
+        )
+    finally:
+        generation.announced.set()
     await _publish_to_user(
         layer, conversation.owner_id, fragments.nav_live_html(conversation.public_id, live=True)
     )
     return generation
+
+
+class NotAllowed(Exception):
+    """The caller's `allowed` check said no: nothing was saved or started."""
+
+
+@dataclass
+class _Prepared:
+    answer: Message
+    history: list[dict[str, str]]
+
+
+def _prepare(answer: Message) -> _Prepared:
+    # In the same trip to the database thread as the write that made the answer: each
+    # trip is time the reader waits for the first token.
+    selectors.message_with_versions(message=answer)
+    return _Prepared(answer, selectors.message_history_for_upstream(answer_id=answer.pk))
+
+
+def _turn_start_prepared(
+    *, allowed: Callable[[], bool] | None, **kwargs: Any
+) -> tuple[services.Turn, _Prepared | None]:
+    if allowed is not None and not allowed():
+        raise NotAllowed
+    turn = services.turn_start(**kwargs)
+    return turn, _prepare(turn.answer) if turn.created else None
 
 
 async def generation_begin(
@@ -729,9 +780,11 @@ async def generation_begin(
     server: tuple[str, int] | None = None,
     client_key: str = "",
     edit_of: Any = None,
+    allowed: Callable[[], bool] | None = None,
 ) -> services.Turn:
-    """Save the user's message and an empty answer, announce them, start the answer.
+    """Save the user's message and an empty answer, start the answer, announce them.
     With `edit_of` (a user message's id) the message is a new version of that one.
+    `allowed`, a database read run first, may refuse the whole turn (NotAllowed).
 
     Raises ValidationError (bad text), ConversationBusy (an answer is streaming),
     RateLimited, or NotRetryable (no such message to edit). A repeated client key
@@ -739,25 +792,30 @@ async def generation_begin(
     """
     # The channel exists before the answer row, so whoever sees the row can reach it.
     channel = await _layer().new_channel()
-    turn = await database_sync_to_async(services.turn_start)(
+    turn, prepared = await database_sync_to_async(_turn_start_prepared)(
+        allowed=allowed,
         conversation=conversation,
         text=text,
         generation_channel=channel,
         client_key=client_key,
         edit_of=edit_of,
     )
-    if turn.created:
-        if edit_of is None:  # the path grows by two messages
-            announce = fragments.message_append_html(
-                turn.user_message
-            ) + fragments.message_append_html(turn.answer)
-        else:  # the path changed from the edited message on: every tab redraws it
-            announce = await _message_list_html(conversation)
+    if prepared is not None:
+
+        def announce() -> str:
+            if edit_of is None:  # the path grows by two messages
+                return fragments.message_append_html(
+                    turn.user_message
+                ) + fragments.message_append_html(turn.answer)
+            # The path changed from the edited message on: every tab redraws it.
+            return _message_list_html(conversation)
+
         await _launch(
             conversation=conversation,
-            answer=turn.answer,
+            answer=prepared.answer,
             channel=channel,
             server=server,
+            history=prepared.history,
             announce=announce,
             question=turn.user_message,
         )
@@ -769,31 +827,39 @@ async def generation_retry(
 ) -> Message:
     """A new version of an answer; the earlier ones stay, one click away."""
     channel = await _layer().new_channel()
-    answer = await database_sync_to_async(services.answer_retry)(
-        conversation=conversation, message_id=message_id, generation_channel=channel
-    )
+
+    def retry() -> _Prepared:
+        return _prepare(
+            services.answer_retry(
+                conversation=conversation, message_id=message_id, generation_channel=channel
+            )
+        )
+
+    prepared = await database_sync_to_async(retry)()
     await _launch(
         conversation=conversation,
-        answer=answer,
+        answer=prepared.answer,
         channel=channel,
         server=server,
+        history=prepared.history,
         # The path changed (the answer and everything after it): every tab redraws it.
-        announce=await _message_list_html(conversation),
+        announce=lambda: _message_list_html(conversation),
     )
-    return answer
+    return prepared.answer
 
 
 async def conversation_show_version(*, conversation: Conversation, message_id: Any) -> None:
     """Switch the conversation's path to another version, in every tab."""
-    await database_sync_to_async(services.conversation_show_version)(
-        conversation=conversation, message_id=message_id
-    )
-    await _publish_to_conversation(_layer(), conversation, await _message_list_html(conversation))
+
+    def switch() -> str:
+        services.conversation_show_version(conversation=conversation, message_id=message_id)
+        return _message_list_html(conversation)
+
+    await _publish_to_conversation(_layer(), conversation, await database_sync_to_async(switch)())
 
 
-async def _message_list_html(conversation: Conversation) -> str:
-    messages = await database_sync_to_async(selectors.message_list)(conversation=conversation)
-    return await database_sync_to_async(fragments.message_list_html)(messages)
+def _message_list_html(conversation: Conversation) -> str:
+    return fragments.message_list_html(selectors.message_list(conversation=conversation))
 
 
 async def generation_continue(
@@ -801,15 +867,23 @@ async def generation_continue(
 ) -> Message:
     """The model continues a partial answer in place."""
     channel = await _layer().new_channel()
-    answer = await database_sync_to_async(services.answer_continue)(
-        conversation=conversation, message_id=message_id, generation_channel=channel
-    )
+
+    def resume() -> _Prepared:
+        return _prepare(
+            services.answer_continue(
+                conversation=conversation, message_id=message_id, generation_channel=channel
+            )
+        )
+
+    prepared = await database_sync_to_async(resume)()
+    answer = prepared.answer
     await _launch(
         conversation=conversation,
         answer=answer,
         channel=channel,
         server=server,
-        announce=fragments.message_html(answer),
+        history=prepared.history,
+        announce=lambda: fragments.message_html(answer),
         prefix=answer.content,
     )
     return answer

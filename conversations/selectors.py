@@ -24,6 +24,8 @@ from accounts.selectors import suspension_current
 from . import search
 from .models import Conversation, Message, UserSettings
 
+_UNREAD: Any = object()  # "not given" where None is a meaningful value
+
 
 def _as_uuid(value: Any) -> uuid.UUID | None:
     if isinstance(value, uuid.UUID):
@@ -205,10 +207,11 @@ def _path_ids(rows: Sequence[tuple[int, int | None]], *, leaf_id: int | None) ->
     return path
 
 
-def message_path_end(*, conversation: Conversation) -> int | None:
-    """The id of the last message the reader sees (what a new message follows)."""
+def message_path_end(*, conversation: Conversation, leaf_id: Any = _UNREAD) -> int | None:
+    """The id of the last message the reader sees (what a new message follows).
+    `leaf_id`: the conversation's remembered leaf, when the caller has just read it."""
     rows = list(conversation.messages.order_by("id").values_list("id", "parent_id"))
-    ids = _path_ids(rows, leaf_id=_leaf_id(conversation))
+    ids = _path_ids(rows, leaf_id=_leaf_id(conversation) if leaf_id is _UNREAD else leaf_id)
     return ids[-1] if ids else None
 
 

@@ -19,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts import quotas
@@ -207,17 +208,33 @@ def turn_start(
                 earlier = _turn_for_key(conversation=conversation, client_key=client_key)
                 if earlier is not None:
                     return earlier
-            if conversation.messages.filter(status=Message.Status.STREAMING).exists():
+            # Read afresh, in one query: the model, instructions and path may have been
+            # changed in another tab since this object was loaded.
+            state = (
+                Conversation.objects.filter(pk=conversation.pk)
+                .annotate(
+                    busy=Exists(
+                        Message.objects.filter(
+                            conversation_id=OuterRef("pk"), status=Message.Status.STREAMING
+                        )
+                    )
+                )
+                .values("busy", "model", "system_prompt", "leaf_id")
+                .get()
+            )
+            if state["busy"]:
                 raise ConversationBusy
-            # The model may have been changed in another tab since this object was loaded.
-            conversation.refresh_from_db(fields=["model", "system_prompt"])
+            conversation.model = state["model"]
+            conversation.system_prompt = state["system_prompt"]
             if edit_of is not None:
                 edited = selectors.message_get(conversation=conversation, message_id=edit_of)
                 if edited is None or edited.role != Message.Role.USER:
                     raise NotRetryable("That message does not exist.")
                 parent_id = edited.parent_id
             else:
-                parent_id = selectors.message_path_end(conversation=conversation)
+                parent_id = selectors.message_path_end(
+                    conversation=conversation, leaf_id=state["leaf_id"]
+                )
             _rate_check(owner_id=conversation.owner_id, new_user_message=True)
             user_message = Message.objects.create(
                 conversation=conversation,

@@ -213,12 +213,28 @@ class ChatStream:
         self.request_id = request_id
 
     async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        async for events in self.batches():
+            for event in events:
+                yield event
+
+    async def batches(self) -> AsyncIterator[list[StreamEvent]]:
+        """The events of each network read, together. A reader that pauses between reads
+        gets everything that arrived meanwhile in one read: the transport's cost is per
+        read, not per event, so pausing until the next frame is due is nearly free."""
+        parser = SSEParser()
         try:
-            async for data in _sse_data(self._response.http_response.aiter_bytes()):
-                if data.startswith(b"[DONE]"):
+            async for chunk in self._response.http_response.aiter_bytes():
+                events: list[StreamEvent] = []
+                done = False
+                for data in parser.feed(chunk):
+                    if data.startswith(b"[DONE]"):
+                        done = True
+                        break
+                    events += _events(jiter.from_json(data))
+                if events:
+                    yield events
+                if done:
                     return
-                for event in _events(jiter.from_json(data)):
-                    yield event
         except UPSTREAM_EXCEPTIONS as exc:
             raise classify(exc, request_id=self.request_id) from exc
 
@@ -227,12 +243,16 @@ class ChatStream:
         await self._manager.__aexit__(None, None, None)
 
 
-async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The data of each server-sent event (its `data:` lines joined), in order. Events with
-    an `event: error` line are raised as stream errors, as the SDK does."""
-    buffer = b""
-    async for chunk in chunks:
-        buffer += chunk
+class SSEParser:
+    """Server-sent events from bytes split anywhere: feed() returns the data of each event
+    completed (its `data:` lines joined), in order. An `event: error` is raised as a stream
+    error, as the SDK does."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buffer = self._buffer + chunk
         if b"\r" in buffer:
             # CR LF and lone CR end lines too; a CR last may be half of a CR LF.
             keep = buffer.endswith(b"\r")
@@ -240,12 +260,10 @@ async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             buffer = buffer + b"\r" if keep else buffer
         if b"\n\n" not in buffer:
-            continue
-        *events, buffer = buffer.split(b"\n\n")
-        for event in events:
-            data = _event_data(event)
-            if data is not None:
-                yield data
+            self._buffer = buffer
+            return []
+        *events, self._buffer = buffer.split(b"\n\n")
+        return [data for event in events if (data := _event_data(event)) is not None]
 
 
 def _event_data(event: bytes) -> bytes | None:

@@ -66,6 +66,8 @@ def test_figures_without_samples_are_not_measured_rather_than_zero() -> None:
     assert report.percentile([], 99) is None
     assert report.difference(None, 3.0) is None
     assert report.ratio(5.0, 0) is None
+    assert report.ttft_figures([], [12.0])["added_p50_ms"] is None
+    assert report.ttft_figures([20.0, 30.0], [5.0, 5.0])["added_p50_ms"] == 20.0
     row = {"n": 10, "lag_p99_ms": None, "delivered_ratio": None}
     assert "n/m" in report.table([row])
     # A level that was not measured cannot be the knee; a complete fast one can.
@@ -84,6 +86,7 @@ def test_the_benchmark_runs_end_to_end_and_accounts_for_every_token(tmp_path: Pa
             "--spread=0.2",
             "--memory-sockets=3",
             "--stop-answers=3",
+            "--ttft-answers=3",
             f"--out={tmp_path}",
         ]
     )
@@ -104,7 +107,10 @@ def test_the_benchmark_runs_end_to_end_and_accounts_for_every_token(tmp_path: Pa
     assert mode["stop"]["stops_measured"] == 3
     assert 0 < mode["stop"]["stop_p50_ms"] < 5000
     assert mode["memory"]["rss_idle_kb"] > 10_000
+    assert (mode["ttft"]["answers"], mode["ttft"]["sdk_answers"]) == (3, 3)
+    assert 0 < mode["ttft"]["sdk_p50_ms"] < mode["ttft"]["app_p50_ms"]
     table = (tmp_path / "streams.md").read_text()
     assert "| 3 | 30 |" in table
     assert "Knee" in table
+    assert "Time to first token, 3 answers one at a time: the app adds p50" in table
     assert (tmp_path / "streams.png").read_bytes()[:4] == b"\x89PNG"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
-from conversations import services
+from conversations import fragments, services
 from conversations.models import Conversation, Message
 from tests.conftest import API_KEY, make_user, open_socket
 from tests.fake_openai import FakeUpstream, Stream
@@ -96,6 +96,48 @@ async def test_answer_streams_in_order_and_is_saved_with_usage(fake: FakeUpstrea
     # The sender learned that its message was accepted (so the page can clear the composer).
     assert any('data-accepted="k1"' in f for f in socket.frames)
     assert all(API_KEY not in f for f in socket.frames)
+    await socket.close()
+
+
+async def test_the_question_goes_upstream_before_the_page_is_told_and_text_waits_for_it(
+    fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await sync_to_async(make_user)()
+    conversation = await conversation_for(user)
+    _, socket = await open_socket(conversation, user)
+    fake.enqueue(Stream(["a first answer"]))
+    await socket.send_json({"action": "send", "message": "Hello"})
+    await socket.receive_until(final_frame)  # warm: screening rules, the upstream's client
+
+    # The model answers at once; telling the page about the new messages is made slow.
+    fake.enqueue(Stream(["swift ", "reply"], interval=0.5))
+    seen_before_announcing: list[bool] = []
+    append_html = fragments.message_append_html
+
+    def slow_append_html(message: Message) -> str:
+        if not seen_before_announcing:
+            try:
+                fake.wait_for_request(2, timeout=5)
+                seen_before_announcing.append(True)
+            except TimeoutError:
+                seen_before_announcing.append(False)
+            time.sleep(0.2)  # the model's text is in the app by now, waiting
+        return append_html(message)
+
+    monkeypatch.setattr(fragments, "message_append_html", slow_append_html)
+    socket.frames.clear()
+    await socket.send_json({"action": "send", "message": "Be quick"})
+    final = await socket.receive_until(final_frame)
+    saved = await answer(conversation)
+
+    # The request did not wait for the page's news (the first token waits for the model
+    # only), and yet no text reached the page before the message it belongs to.
+    assert seen_before_announcing == [True]
+    announced = next(i for i, f in enumerate(socket.frames) if f'id="message-{saved.pk}"' in f)
+    first_text = next(i for i, f in enumerate(socket.frames) if "swift" in f)
+    assert is_growth(socket.frames[first_text], saved.pk)
+    assert first_text > announced
+    assert text_of(final, saved.pk) == "swift reply"
     await socket.close()
 
 

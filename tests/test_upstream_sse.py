@@ -7,9 +7,6 @@ finish reason and usage, and fail the same ways.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 import pytest
 from openai import AsyncOpenAI
 
@@ -132,13 +129,8 @@ async def test_events_split_anywhere_and_crlf_lines_parse_the_same() -> None:
         b"data: [DONE]\n\n"
     )
     for size in (1, 2, 3, 7, len(body)):
-
-        async def pieces(size: int = size) -> Any:
-            for i in range(0, len(body), size):
-                yield body[i : i + size]
-                await asyncio.sleep(0)
-
-        datas = [d async for d in upstream._sse_data(pieces())]
+        parser = upstream.SSEParser()
+        datas = [d for i in range(0, len(body), size) for d in parser.feed(body[i : i + size])]
         assert len(datas) == 3, size
         events = [e for d in datas[:2] for e in upstream._events(upstream.jiter.from_json(d))]
         assert events == [
