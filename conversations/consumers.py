@@ -167,6 +167,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _stop(self) -> None:
         assert self.conversation is not None
+        if generation.generation_stop_here(conversation=self.conversation):
+            return
         answer = await database_sync_to_async(selectors.message_get_streaming)(
             conversation=self.conversation
         )

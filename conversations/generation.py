@@ -889,6 +889,19 @@ async def generation_continue(
     return answer
 
 
+def generation_stop_here(*, conversation: Conversation) -> bool:
+    """Stop the conversation's answer if this process is writing it, without a trip to
+    the database: under load that thread is busy with checkpoints and new turns, and a
+    Stop must not queue behind them. False when the answer runs elsewhere (or none does).
+    """
+    for running in list(RUNNING.values()):
+        # An earlier answer may still be finishing (title, usage): not that one.
+        if running.conversation.pk == conversation.pk and not running._closing:
+            running.stop()
+            return True
+    return False
+
+
 async def generation_stop(*, answer: Message) -> bool:
     """Ask the generation of a streaming answer to stop, wherever it runs."""
     local = RUNNING.get(answer.pk)

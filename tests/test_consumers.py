@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
-from conversations import fragments, services
+from conversations import fragments, selectors, services
 from conversations.models import Conversation, Message
 from tests.conftest import API_KEY, make_user, open_socket
 from tests.fake_openai import FakeUpstream, Stream
@@ -186,6 +186,37 @@ async def test_stop_hangs_up_upstream_and_keeps_partial_as_stopped(fake: FakeUps
     assert status_of(final, saved.pk) == "stopped"
     assert "Stopped" in final
     assert 'id="send-button"' in final  # the composer is unlocked
+    await socket.close()
+
+
+async def test_stop_is_immediate_even_while_the_database_thread_is_slow(
+    fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.enqueue(Stream([f"p{i} " for i in range(400)], interval=0.02))
+    user = await sync_to_async(make_user)()
+    conversation = await conversation_for(user)
+    _, socket = await open_socket(conversation, user)
+    await socket.send_json({"action": "send", "message": "long story please"})
+    await socket.receive_until(lambda f: "p1 " in f)
+    log = await fake.await_request()
+    streaming_lookup = selectors.message_get_streaming
+
+    def slow_lookup(**kwargs: Any) -> Message | None:
+        time.sleep(2)  # as when a busy site's database thread has a queue
+        return streaming_lookup(**kwargs)
+
+    monkeypatch.setattr(selectors, "message_get_streaming", slow_lookup)
+    stopped_at = time.monotonic()
+    await socket.send_json({"action": "stop"})
+    final = await socket.receive_until(final_frame)
+    assert await log.await_closed(2.0)
+    assert log.client_closed_at is not None
+    # The answer runs in this process: Stop reached it without waiting for the database.
+    assert log.client_closed_at - stopped_at < 1.0
+    saved = await answer(conversation)
+    assert saved.status == "stopped"
+    assert saved.content
+    assert status_of(final, saved.pk) == "stopped"
     await socket.close()
 
 
