@@ -384,25 +384,11 @@ async def sdk_level(
 
 
 async def sdk_ttft(upstream_url: str, model: str, count: int, first_id: int) -> list[float]:
-    """Time to first token through the typed SDK, `count` answers one after another."""
-    client = AsyncOpenAI(base_url=upstream_url + "/v1", api_key="bench", max_retries=0)
+    """Time to first token through the typed SDK, `count` answers one after another
+    (each a level of one: a warmed client, nothing else running)."""
     ttft: list[float] = []
-    for i in range(-1, count):  # the first one warms the client and is not counted
-        started = time.monotonic()
-        stream = await client.chat.completions.create(
-            model=model,
-            messages=[{"role": "user", "content": f"bench-{first_id + i + 1}"}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        first: float | None = None
-        async for chunk in stream:
-            if first is None and chunk.choices and chunk.choices[0].delta.content:
-                first = (time.monotonic() - started) * 1000
-        if i >= 0 and first is not None:
-            ttft.append(first)
-    await client.close()
-    await upstream_log(upstream_url)  # clear
+    for i in range(count):
+        ttft += (await sdk_level(upstream_url, model, 1, 0.0, first_id + i))["ttft_ms"]
     return ttft
 
 

@@ -149,8 +149,8 @@ class Generation:
     prefix: str = ""
     # A new user message, screened before anything goes upstream.
     question: Message | None = None
-    # What the model is sent, when the caller read it already.
-    history: list[dict[str, str]] | None = None
+    # What the model is sent (read in the caller's trip to the database).
+    history: list[dict[str, str]] = field(default_factory=list)
     # Set once every tab was told of the answer: its frames must come after that.
     announced: asyncio.Event = field(default_factory=asyncio.Event)
     group: str = ""
@@ -256,10 +256,6 @@ class Generation:
         if self.question is not None:
             await self._screen_question(self.question)
         history = self.history
-        if history is None:
-            history = await database_sync_to_async(selectors.message_history_for_upstream)(
-                answer_id=self.answer.pk
-            )
         self._prompt_chars = sum(len(m["content"]) for m in history)
         if self.prefix:
             history = [
