@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
 from .models import Quota, UsageEvent
+
+log = logging.getLogger(__name__)
 
 LIMITS = ("messages_per_day", "tokens_per_day", "tokens_per_month", "concurrent_answers")
 
@@ -148,14 +152,21 @@ def record_message(*, user_id: int) -> None:
 
 
 def record_tokens(*, user_id: int, model: str, tokens: int, estimated: bool) -> None:
-    if tokens > 0:
-        UsageEvent.objects.create(
-            user_id=user_id,
-            kind=UsageEvent.Kind.TOKENS,
-            model=model[:200],
-            tokens=tokens,
-            estimated=estimated,
-        )
+    if tokens <= 0:
+        return
+    try:
+        with transaction.atomic():  # the foreign key is checked at commit
+            UsageEvent.objects.create(
+                user_id=user_id,
+                kind=UsageEvent.Kind.TOKENS,
+                model=model[:200],
+                tokens=tokens,
+                estimated=estimated,
+            )
+    except IntegrityError:
+        # The account was deleted while its last answer was being finished: there is no
+        # one left to count against (and the answer's ending must not fail for it).
+        log.info("tokens not counted: user %s no longer exists", user_id)
 
 
 def estimate_tokens(characters: int) -> int:

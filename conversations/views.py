@@ -72,7 +72,13 @@ async def conversation_detail(request: HttpRequest, public_id: str) -> HttpRespo
 
 
 def _conversation_page(
-    request: HttpRequest, user: Any, public_id: str, choices: list[str]
+    request: HttpRequest,
+    user: Any,
+    public_id: str,
+    choices: list[str],
+    *,
+    status: int = 200,
+    **extra: Any,
 ) -> HttpResponse:
     conversation = selectors.conversation_get(user=user, public_id=public_id)
     if conversation is None:
@@ -94,7 +100,29 @@ def _conversation_page(
             "quota_text": _quota_text(user),
             "ws_path": f"/ws/conversations/{conversation.public_id}/"
             + (f"?seen={messages[-1].pk}-{messages[-1].status}" if messages else ""),
+            **extra,
         },
+        status=status,
+    )
+
+
+def _from_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+async def _whole_page(
+    request: HttpRequest, conversation: Conversation, *, status: int = 200, **extra: Any
+) -> HttpResponse:
+    """A form that was submitted without htmx (no script yet, or a swap not yet
+    processed): the result as a whole page, so nothing typed is lost."""
+    if status == 200:
+        # 303: the reload that follows is a GET, not the form again.
+        url = reverse("conversation_detail", args=[conversation.public_id])
+        return HttpResponseRedirect(url, status=303)
+    user = await request.auser()
+    choices = await _model_choices(request)
+    return await sync_to_async(_conversation_page)(
+        request, user, str(conversation.public_id), choices, status=status, **extra
     )
 
 
@@ -202,15 +230,14 @@ async def conversation_rename(request: HttpRequest, public_id: str) -> HttpRespo
     try:
         await sync_to_async(services.conversation_rename)(conversation=conversation, title=title)
     except ValidationError as exc:
+        error = {"rename_error": " ".join(exc.messages), "rename_value": title[:300]}
+        if not _from_htmx(request):
+            return await _whole_page(request, conversation, status=422, **error)
         # 422: htmx swaps it in (see responseHandling in base.html) so the error shows.
-        return await _title_area(
-            request,
-            conversation,
-            status=422,
-            rename_error=" ".join(exc.messages),
-            rename_value=title[:300],
-        )
+        return await _title_area(request, conversation, status=422, **error)
     await generation.conversation_announce_title(conversation=conversation)
+    if not _from_htmx(request):
+        return await _whole_page(request, conversation)
     return await _title_area(request, conversation)
 
 
@@ -292,6 +319,9 @@ async def conversation_configure(request: HttpRequest, public_id: str) -> HttpRe
     except ValidationError as exc:
         context["configure_error"] = " ".join(exc.messages)
         status = 422
+    if not _from_htmx(request):
+        error = {"configure_error": context["configure_error"]} if status == 422 else {}
+        return await _whole_page(request, conversation, status=status, **error)
     context["model_choices"] = _with_current(choices, conversation.model)
     context["usage"] = await sync_to_async(selectors.usage_for_conversation)(
         conversation=conversation

@@ -35,11 +35,37 @@ def test_rename_keeps_the_users_title_and_refuses_empty_or_long_ones() -> None:
     conversation.refresh_from_db()
     assert (conversation.title, conversation.title_source) == ("My own title", "user")
     for bad, message in (("   ", "cannot be empty"), ("x" * 121, "at most 120")):
-        refused = client.post(url, {"title": bad})
+        refused = client.post(url, {"title": bad}, HTTP_HX_REQUEST="true")
         assert refused.status_code == 422
         assert message in refused.content.decode()
     conversation.refresh_from_db()
     assert conversation.title == "My own title"
+
+
+def test_rename_and_instructions_work_without_htmx_and_keep_what_was_typed() -> None:
+    # A form submitted before htmx took it over (a swap not yet settled, a slow script)
+    # posts natively: the user gets the page back, never a bare fragment or a lost edit.
+    user = make_user()
+    conversation = services.conversation_create(owner=user, model="m", title="Old")
+    client = client_for(user)
+    page = f"/conversations/{conversation.public_id}/"
+    renamed = client.post(f"{page}rename/", {"title": "Typed fast"})
+    assert (renamed.status_code, renamed["Location"]) == (303, page)
+    assert '<h1 id="conversation-title">Typed fast</h1>' in client.get(page).content.decode()
+    refused = client.post(f"{page}rename/", {"title": "x" * 121})
+    body = refused.content.decode()
+    assert refused.status_code == 422
+    assert "<html" in body
+    assert "at most 120" in body
+    assert 'value="' + "x" * 121 in body
+    saved = client.post(f"{page}configure/", {"system_prompt": "Be brief."})
+    assert (saved.status_code, saved["Location"]) == (303, page)
+    too_long = client.post(f"{page}configure/", {"system_prompt": "x" * 9000})
+    assert too_long.status_code == 422
+    assert "<html" in too_long.content.decode()
+    assert "the limit is" in too_long.content.decode()
+    conversation.refresh_from_db()
+    assert (conversation.title, conversation.system_prompt) == ("Typed fast", "Be brief.")
 
 
 def test_pin_puts_first_and_archive_hides_from_the_list() -> None:

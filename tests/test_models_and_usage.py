@@ -3,13 +3,14 @@ upstream over real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
-from conversations import catalog, selectors
+from conversations import catalog, generation, selectors
 from conversations.models import Conversation, Message
 from tests.conftest import make_user, open_socket
 from tests.fake_openai import FakeUpstream, Stream
@@ -71,6 +72,9 @@ async def test_when_listing_fails_the_default_model_stands_in(
     assert "fake-model-mini" not in page
 
 
+HTMX = {"HX-Request": "true"}  # as htmx sends it
+
+
 async def test_the_chosen_model_writes_the_next_answer_and_is_shown_on_it(
     fake: FakeUpstream,
 ) -> None:
@@ -78,7 +82,7 @@ async def test_the_chosen_model_writes_the_next_answer_and_is_shown_on_it(
     user, client = await _signed_in()
     conversation = await Conversation.objects.acreate(owner=user, model="fake-model")
     url = f"/conversations/{conversation.public_id}/configure/"
-    refused = await client.post(url, {"model": "gpt-secret-internal"})
+    refused = await client.post(url, {"model": "gpt-secret-internal"}, headers=HTMX)
     assert refused.status_code == 422
     assert "not available" in refused.content.decode()
     await conversation.arefresh_from_db()
@@ -87,7 +91,7 @@ async def test_the_chosen_model_writes_the_next_answer_and_is_shown_on_it(
     _, socket = await open_socket(conversation, user)
     await socket.send_json({"action": "send", "message": "one"})
     await socket.receive_until(final_frame)
-    assert (await client.post(url, {"model": "fake-model-mini"})).status_code == 200
+    assert (await client.post(url, {"model": "fake-model-mini"}, headers=HTMX)).status_code == 200
     await socket.send_json({"action": "send", "message": "two"})
     final = await socket.receive_until(lambda f: final_frame(f) and "hello" in f)
     assert "fake-model-mini" in final
@@ -125,8 +129,8 @@ async def test_instructions_go_first_and_user_defaults_apply_to_new_conversation
     assert body["model"] == "fake-model-mini"
     # The conversation's own instructions can be changed, and too long ones are refused.
     url = f"/conversations/{conversation.public_id}/configure/"
-    assert (await client.post(url, {"system_prompt": "x" * 9000})).status_code == 422
-    assert (await client.post(url, {"system_prompt": "Be brief."})).status_code == 200
+    assert (await client.post(url, {"system_prompt": "x" * 9000}, headers=HTMX)).status_code == 422
+    assert (await client.post(url, {"system_prompt": "Be brief."}, headers=HTMX)).status_code == 200
     await conversation.arefresh_from_db()
     assert conversation.system_prompt == "Be brief."
 
@@ -179,6 +183,7 @@ async def test_deleting_an_account_hangs_up_its_streaming_answers_first(
     await socket.send_json({"action": "send", "message": "long story"})
     await socket.receive_until(lambda f: "p1" in f)
     log = fake.completions()[-1]
+    (running,) = generation.RUNNING.values()
     response = await client.post(
         "/settings/delete-account/", {"password": "a-long-enough-password"}
     )
@@ -186,4 +191,9 @@ async def test_deleting_an_account_hangs_up_its_streaming_answers_first(
     assert await log.await_closed(2.0)
     assert not log.completed
     assert not await Message.objects.filter(conversation__owner_id=user.pk).aexists()
+    # The answer ends cleanly although its owner is gone (its tokens have no one to count).
+    assert running.task is not None
+    await asyncio.wait([running.task], timeout=5)
+    assert running.task.done()
+    assert running.task.exception() is None
     await socket.close()

@@ -196,6 +196,17 @@
     setSidebar(!(sidebar && sidebar.getAttribute("data-open") === "true"));
   });
 
+  // A form htmx has not processed yet (swapped in within its settle delay, or the page
+  // still loading) would submit natively: a GET of this page with the text in its address.
+  // Forms with a real action get there on their own; the others wait for htmx.
+  document.addEventListener("submit", function (evt) {
+    var form = evt.target;
+    if (!evt.defaultPrevented && form && form.matches && form.matches("[hx-post], [ws-send]") &&
+        !form.hasAttribute("action")) {
+      evt.preventDefault();
+    }
+  });
+
   // --- keys --------------------------------------------------------------------------------
   document.addEventListener("keydown", function (evt) {
     var target = evt.target;

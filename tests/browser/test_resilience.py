@@ -195,3 +195,47 @@ def test_rename_inline_and_delete_with_confirmation_reach_other_tabs(
     expect(other.locator(".gone-notice")).to_have_text("This conversation was deleted.")
     expect(page.locator("#conversations")).to_have_count(0)  # nothing left in the list
     other.close()
+
+
+def test_forms_sent_before_htmx_takes_them_over_still_work_and_leak_nothing(
+    page: Page, proxied_site: TcpProxy, fake_server: FakeUpstream
+) -> None:
+    # htmx takes over swapped-in content only after its settle delay (20 ms); Enter before
+    # that submits the form natively. It must still rename, not reload the page unchanged.
+    base = proxied_site.base
+    fake_server.enqueue(Stream(["Hi."]))
+    sign_up(page, base)
+    page.fill("#new-message", "rename me fast")
+    page.press("#new-message", "Enter")
+    page.wait_for_url(f"{base}/conversations/*/")
+    expect(page.locator(f'{ANSWER}[data-status="complete"]')).to_be_visible()
+    page.evaluate(
+        """() => new MutationObserver((changes, observer) => {
+            const form = document.querySelector("#rename-form:not([hidden])");
+            if (!form) return;
+            observer.disconnect();
+            form.querySelector("#rename-input").value = "Renamed at once";
+            form.requestSubmit();  // in this microtask: before htmx has processed the form
+        }).observe(document.body, {childList: true, subtree: true})"""
+    )
+    page.click("#rename-button")
+    page.fill("#rename-input", "")
+    page.press("#rename-input", "Enter")  # refused: the form comes back with its error
+    expect(page.locator("#conversation-title")).to_have_text("Renamed at once")
+    expect(page.locator("#rename-form")).to_be_hidden()
+
+    # A form without an action of its own (the composer, a report) waits for htmx instead:
+    # natively it would GET this page with the typed text in the address (and history).
+    url = page.url
+    page.evaluate(
+        """() => {
+            const form = document.createElement("form");
+            form.setAttribute("ws-send", "");
+            form.innerHTML = '<input name="message" value="a private question">';
+            document.body.append(form);
+            form.requestSubmit();
+        }"""
+    )
+    page.wait_for_timeout(500)
+    assert page.url == url
+    expect(page.locator("#conversation-title")).to_have_text("Renamed at once")
