@@ -137,16 +137,14 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # Pub/sub with a bounded queue per channel (see chatsite/layers.py for why not
+            # channels_redis's list-based layer).
+            "BACKEND": "chatsite.layers.RedisChannelLayer",
             "CONFIG": {
-                # redis-py 8 times socket reads out after 5 s by default, exactly as long as
-                # channels_redis blocks in BZPOPMIN: the race kills receive loops. Reads
-                # get 30 s.
                 "hosts": [
                     {"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}
                 ],
                 "capacity": 1000,
-                "expiry": 60,
             },
         }
     }

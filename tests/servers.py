@@ -23,9 +23,10 @@ def ensure_package(command: str, *packages: str) -> str:
 
 
 @contextmanager
-def redis_server(tmp_path: Path) -> Iterator[str]:
+def redis_server(tmp_path: Path, port: int | None = None) -> Iterator[str]:
+    """A redis-server of its own (on `port`, to restart one where clients expect it)."""
     binary = ensure_package("redis-server", "redis-server")
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [
             binary,
