@@ -41,10 +41,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     user_group: str = ""
     awaiting_snapshot: int | None = None
     held_frames: list[dict[str, Any]]
+    frame_seqs: dict[int, int]  # per streaming answer, the number of the last frame sent
     snapshot_timer: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         self.held_frames = []
+        self.frame_seqs = {}
         user = self.scope.get("user")
         public_id = self.scope["url_route"]["kwargs"]["public_id"]
         conversation = await database_sync_to_async(self._authorised_conversation)(user, public_id)
@@ -232,11 +234,20 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.close(code=4403)
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
-        if self.awaiting_snapshot == event["message_id"]:
+        message_id = event["message_id"]
+        if self.awaiting_snapshot == message_id:
             if not event["final"]:
                 self.held_frames.append(event)
                 return
             self._end_wait()  # a final frame is a whole message: it replaces everything
+        elif message_id and not event["final"] and self._missed_before(event):
+            # A frame of this answer went missing on the way (a reader that fell behind,
+            # Redis restarting): the next ones would append to the wrong text. Bring the
+            # answer as it is now, then what follows it.
+            await self._heal(event)
+            return
+        if message_id:
+            self._seen_frame(event)
         await self.send(text_data=event["html"])
         if event.get("gone"):  # the conversation was deleted: nothing more will come
             await self.close(code=4404)
@@ -246,9 +257,34 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return  # late: a final frame has already said everything
         held = [f for f in self.held_frames if f["seq"] > event["seq"]]
         self._end_wait()
+        self.frame_seqs[event["message_id"]] = event["seq"]
         await self.send(text_data=event["html"])
         for frame in held:
-            await self.send(text_data=frame["html"])
+            await self.chat_frame(frame)  # in order; a gap among them is healed again
+
+    def _missed_before(self, event: dict[str, Any]) -> bool:
+        # Frames of one answer are numbered from its announcement (0); a page that joined
+        # later starts from its snapshot's number.
+        last = self.frame_seqs.get(event["message_id"])
+        return event["seq"] != (0 if last is None else last + 1)
+
+    def _seen_frame(self, event: dict[str, Any]) -> None:
+        if event["final"]:
+            self.frame_seqs.pop(event["message_id"], None)
+        else:
+            self.frame_seqs[event["message_id"]] = event["seq"]
+
+    async def _heal(self, event: dict[str, Any]) -> None:
+        assert self.conversation is not None
+        answer = await database_sync_to_async(selectors.message_get_streaming)(
+            conversation=self.conversation
+        )
+        if answer is None or answer.pk != event["message_id"]:
+            return  # it has just ended: its final frame, a whole message, is on its way
+        log.info("frames of answer %s were missed; fetching a snapshot", answer.pk)
+        self.awaiting_snapshot = answer.pk
+        self.held_frames = [event]
+        await self._request_snapshot(answer)
 
     async def snapshot_timeout(self, event: dict[str, Any]) -> None:
         if self.awaiting_snapshot != event["message_id"]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 
 from conversations import fragments, selectors, services
 from conversations.models import Conversation, Message
@@ -155,6 +156,41 @@ async def test_fast_model_frames_are_coalesced(fake: FakeUpstream, settings: Any
     assert norm("".join(pieces)).startswith(view_of(growth, answer_id))
     # ~0.3 s of upstream at one frame per 50 ms: a handful of frames, not 300.
     assert 1 < len(growth) < 30
+    await socket.close()
+
+
+async def test_a_frame_lost_on_the_way_is_healed_before_the_answer_ends(
+    fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pieces = [f"Paragraph {i}.\n\n" for i in range(60)]  # each frame seals blocks
+    fake.enqueue(Stream(pieces, interval=0.02))
+    # The layer loses one frame of the answer, as a reader that fell behind or a Redis
+    # restart would.
+    layer = get_channel_layer()
+    assert layer is not None
+    deliver = layer.group_send
+    lost: list[dict[str, Any]] = []
+
+    async def lossy(group: str, message: dict[str, Any]) -> None:
+        if message.get("message_id") and message.get("seq") == 3 and not lost:
+            lost.append(message)
+            return
+        await deliver(group, message)
+
+    monkeypatch.setattr(layer, "group_send", lossy)
+    user = await sync_to_async(make_user)()
+    conversation = await conversation_for(user)
+    _, socket = await open_socket(conversation, user)
+    await socket.send_json({"action": "send", "message": "go"})
+    final = await socket.receive_until(final_frame)
+    saved = await answer(conversation)
+    assert lost  # a frame really was lost
+    # Before its final frame (a whole message) arrived, the page already showed the text
+    # without a hole: the frames after the gap did not append to the wrong text.
+    shown = view_of(socket.frames[:-1], saved.pk)
+    assert norm(saved.content).startswith(shown)
+    assert "Paragraph 50." in shown
+    assert text_of(final, saved.pk) == norm(saved.content)
     await socket.close()
 
 
