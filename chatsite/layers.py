@@ -83,12 +83,13 @@ class RedisChannelLayer(pubsub.RedisPubSubChannelLayer):
 
     What pub/sub does not do, and why that is enough here: a message published while a
     process is not connected to Redis is lost (frames are a live view of what the
-    database keeps; a page that reconnects catches up from a snapshot or the database;
-    and nothing expires (there is nothing queued in Redis). So a group send while Redis
-    is down is logged and dropped, not raised into the answer that sent it; a send to
-    one channel raises. What it did not do and this
-    does: a channel holds at most `capacity` messages; past that, a reader that does not
-    keep up misses messages (as with the other layers) instead of growing without end.
+    database keeps; a page that misses one asks for a snapshot, a page that reconnects
+    catches up), and nothing expires (nothing is queued in Redis). So a group send while
+    Redis is down is logged and dropped, not raised into the answer that sent it; a send
+    to one channel (Stop, a snapshot) raises. What upstream's pub/sub layer does not do
+    and this does: a channel holds at most `capacity` messages, so a reader that does not
+    keep up misses messages (as with the other layers) instead of growing without end;
+    and publishes waiting at the same moment go out in one pipeline.
     """
 
     def __init__(self, *args: Any, capacity: int = 1000, **kwargs: Any) -> None:
@@ -147,8 +148,8 @@ class _RedisShard(pubsub.RedisSingleShardConnection):
             except (RedisError, OSError) as exc:
                 # Redis is down or restarting. Frames to a group are a live view of what the
                 # database keeps: they are lost, like any message published while a process
-                # is away, and the answer goes on (pages heal from its final frame or on
-                # reconnect). A message to one channel (Stop, a snapshot) is an error for
+                # is away, and the answer goes on (a page that misses a frame asks for a
+                # snapshot). A message to one channel (Stop, a snapshot) is an error for
                 # its sender. The pool reconnects on the next batch.
                 self._report(exc, len(batch))
                 _settle(batch, exc)
@@ -181,5 +182,5 @@ class _RedisShard(pubsub.RedisSingleShardConnection):
                 queue.put_nowait(message["data"])
             except asyncio.QueueFull:
                 # A reader this far behind misses this message, as with the other layers
-                # (the page heals from the final frame or on reconnect).
+                # (its page sees the gap and asks the answer for a snapshot).
                 log.warning("channel %s is full: a message was dropped", channel)
