@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import API_KEY, sign_up
+from tests.browser.conftest import API_KEY, ask, sign_up
 from tests.fake_openai import FakeUpstream, Json, Stream
 from tests.live import LiveSite
 from tests.tcp_proxy import TcpProxy
@@ -118,10 +118,7 @@ def test_the_sidebar_of_another_tab_shows_the_live_marker_and_the_new_title(
     base = proxied_site.base
     fake_server.enqueue(Stream(["First."]))
     sign_up(page, base)
-    page.fill("#new-message", "an earlier conversation")
-    page.press("#new-message", "Enter")
-    page.wait_for_url(f"{base}/conversations/*/")
-    expect(page.locator(f'{ANSWER}[data-status="complete"]')).to_be_visible()
+    ask(page, base, "an earlier conversation")
     earlier = page.url
 
     fake_server.enqueue(Stream(PIECES, interval=0.02))
@@ -166,10 +163,7 @@ def test_rename_inline_and_delete_with_confirmation_reach_other_tabs(
     base = proxied_site.base
     fake_server.enqueue(Stream(["Hi."]))
     sign_up(page, base)
-    page.fill("#new-message", "rename me")
-    page.press("#new-message", "Enter")
-    page.wait_for_url(f"{base}/conversations/*/")
-    expect(page.locator(f'{ANSWER}[data-status="complete"]')).to_be_visible()
+    ask(page, base, "rename me")
     other = page.context.new_page()
     other.goto(page.url)
 
@@ -205,10 +199,7 @@ def test_forms_sent_before_htmx_takes_them_over_still_work_and_leak_nothing(
     base = proxied_site.base
     fake_server.enqueue(Stream(["Hi."]))
     sign_up(page, base)
-    page.fill("#new-message", "rename me fast")
-    page.press("#new-message", "Enter")
-    page.wait_for_url(f"{base}/conversations/*/")
-    expect(page.locator(f'{ANSWER}[data-status="complete"]')).to_be_visible()
+    ask(page, base, "rename me fast")
     page.evaluate(
         """() => new MutationObserver((changes, observer) => {
             const form = document.querySelector("#rename-form:not([hidden])");
