@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run migrate test test-postgres lint format check-browser lock bench bench-render bench-search bench-streams clean
+.PHONY: install run migrate test test-postgres lint format check-browser lock bench bench-render bench-search bench-imports bench-streams clean
 
 $(STAMP): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,26 +29,38 @@ run: migrate
 check-browser:
 	bash scripts/ensure-chromium.sh
 
+# Each check is one part for scripts/run-parts.sh: a name, then the command.
+LINT_PARTS := \
+	"ruff check" "$(BIN)/ruff check ." \
+	"ruff format --check" "$(BIN)/ruff format --check ." \
+	"mypy" "$(BIN)/mypy ."
+
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy .
+	bash scripts/run-parts.sh $(LINT_PARTS)
 
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install check-browser lint
-	$(BIN)/python manage.py makemigrations --check --dry-run
-	$(BIN)/pytest
-	$(MAKE) test-postgres
-
 # The database-facing tests again, on a real PostgreSQL server from Debian's packages
 # (installed, started and removed by the script).
 POSTGRES_TESTS := tests/test_search.py tests/test_versions.py tests/test_services.py \
-	tests/test_selectors.py tests/test_migrations.py
+	tests/test_selectors.py tests/test_migrations.py tests/test_import_jobs.py \
+	tests/test_portability.py
+PYTEST_POSTGRES := bash scripts/with-postgres.sh $(BIN)/pytest -p no:cacheprovider \
+	$(POSTGRES_TESTS)
+
+# Installing stops at the first error (nothing after it could mean anything); then every
+# part runs even when an earlier one fails, a summary of all of them comes last, and the
+# exit status is non-zero when any part failed.
+test: install check-browser
+	bash scripts/run-parts.sh $(LINT_PARTS) \
+		"migrations" "$(BIN)/python manage.py makemigrations --check --dry-run" \
+		"pytest" "$(BIN)/pytest" \
+		"pytest on PostgreSQL" "$(PYTEST_POSTGRES)"
+
 test-postgres: install
-	bash scripts/with-postgres.sh $(BIN)/pytest -p no:cacheprovider $(POSTGRES_TESTS)
+	$(PYTEST_POSTGRES)
 
 # Re-pin dependencies after editing pyproject.toml.
 lock:
@@ -70,7 +82,11 @@ bench-search: install
 bench-streams: install
 	$(BIN)/python -m bench.streams
 
-bench: bench-render bench-search bench-streams
+# An import of 5 × 10,000 messages: its cost, and another user's write meanwhile.
+bench-imports: install
+	$(BIN)/python -m bench.imports
+
+bench: bench-render bench-search bench-imports bench-streams
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache test-artifacts bench-results

@@ -6,7 +6,6 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
@@ -22,6 +21,8 @@ from .models import Quota, Suspension, UsageEvent
 
 
 class SuspensionForm(ModelForm):
+    moderator: Any = None  # who is suspending: set per request by SuspensionAdmin.get_form
+
     class Meta:
         model = Suspension
         fields = ("user", "until", "reason")
@@ -29,8 +30,20 @@ class SuspensionForm(ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         user = data.get("user")
-        if user is not None and user.is_superuser:
-            raise ValidationError("A superuser cannot be suspended.")
+        if user is None:
+            return data
+        # The rules live in the service; checking here shows them on the form instead of
+        # failing in save_model. With a field already wrong, still say who may not be
+        # suspended at once.
+        if self.errors:
+            services.suspension_permitted(user=user, moderator=self.moderator)
+        else:
+            services.suspension_validate(
+                user=user,
+                until=data.get("until"),
+                reason=data.get("reason") or "",
+                moderator=self.moderator,
+            )
         return data
 
 
@@ -43,6 +56,14 @@ class SuspensionAdmin(admin.ModelAdmin):
     search_fields = ("user__username", "reason")
     raw_id_fields = ("user",)
     actions = ("lift",)
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form: Any = super().get_form(request, obj, change, **kwargs)
+        # modelform_factory made a new class for this request: safe to mark it.
+        form.moderator = request.user
+        return form
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # A suspension is a record: changed by lifting it, not by editing it.

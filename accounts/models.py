@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Suspension(models.Model):
@@ -89,3 +90,17 @@ class UsageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.kind} {self.tokens} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class SignupRecord(models.Model):
+    """One account created from `address` (an IPv6 client: its /64), for the per-address
+    sign-up limit. Rows older than the limit's hour are deleted at the next sign-up."""
+
+    address = models.GenericIPAddressField()
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["address", "at"], name="signup_address_at")]
+
+    def __str__(self) -> str:
+        return f"Sign-up from {self.address} at {self.at:%Y-%m-%d %H:%M}"

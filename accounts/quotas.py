@@ -91,7 +91,7 @@ def _when(moment: datetime) -> str:
     return f"{timezone.localtime(moment):%Y-%m-%d %H:%M}"
 
 
-def check(*, user_id: int, new_message: bool, limits: Limits | None = None) -> Refusal | None:
+def check(*, user_id: int, limits: Limits | None = None) -> Refusal | None:
     """None when the user may start an answer now, else which limit and when it resets.
     `limits`: the user's, when the caller has read them already."""
     limits = limits or limits_for(user_id=user_id)
@@ -99,26 +99,12 @@ def check(*, user_id: int, new_message: bool, limits: Limits | None = None) -> R
     day, month = _day_start(now), _month_start(now)
     tomorrow, next_month = day + timedelta(days=1), _next_month(month)
     checks = [
-        (
-            new_message,
-            limits.messages_per_day,
-            UsageEvent.Kind.MESSAGE,
-            day,
-            tomorrow,
-            "messages today",
-        ),
-        (True, limits.tokens_per_day, UsageEvent.Kind.TOKENS, day, tomorrow, "tokens today"),
-        (
-            True,
-            limits.tokens_per_month,
-            UsageEvent.Kind.TOKENS,
-            month,
-            next_month,
-            "tokens this month",
-        ),
+        (limits.messages_per_day, UsageEvent.Kind.MESSAGE, day, tomorrow, "messages today"),
+        (limits.tokens_per_day, UsageEvent.Kind.TOKENS, day, tomorrow, "tokens today"),
+        (limits.tokens_per_month, UsageEvent.Kind.TOKENS, month, next_month, "tokens this month"),
     ]
-    for applies, limit, kind, since, reset, what in checks:
-        if applies and limit and _spent(user_id, kind, since) >= limit:
+    for limit, kind, since, reset, what in checks:
+        if limit and _spent(user_id, kind, since) >= limit:
             return Refusal(
                 f"You have used your {limit:,} {what}. It resets at {_when(reset)}.",
                 retry_after=max(1.0, math.ceil((reset - now).total_seconds())),
@@ -148,7 +134,19 @@ def allowance(*, user_id: int) -> Allowance | None:
 
 
 def record_message(*, user_id: int) -> None:
+    """One request for an answer: a message, an edit, a regenerate or a continue."""
     UsageEvent.objects.create(user_id=user_id, kind=UsageEvent.Kind.MESSAGE)
+
+
+def requests_since(*, user_id: int, seconds: float, limit: int) -> list[datetime]:
+    """When the user's latest requests for an answer were made (newest first, at most
+    `limit`), within the last `seconds`."""
+    since = timezone.now() - timedelta(seconds=seconds)
+    return list(
+        UsageEvent.objects.filter(user_id=user_id, kind=UsageEvent.Kind.MESSAGE, at__gte=since)
+        .order_by("-at")
+        .values_list("at", flat=True)[:limit]
+    )
 
 
 def record_tokens(*, user_id: int, model: str, tokens: int, estimated: bool) -> None:

@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from conversations import services as conversation_services
 from conversations.models import Conversation
 from conversations.views import export_zip_response
 from moderation import services as moderation_services
@@ -73,10 +74,10 @@ class ChatsiteUserAdmin(UserAdmin):
             return None
         if request.POST.get("confirmed") != "yes":
             return self._confirm(request, user, "delete_user_data")
-        count, _ = (
-            Conversation.objects.filter(owner=user).exclude(messages__status="streaming").delete()
+        count = conversation_services.user_history_delete(user=user)
+        self.message_user(
+            request, f"Deleted the data of {user} ({count} conversations).", messages.SUCCESS
         )
-        self.message_user(request, f"Deleted the data of {user} ({count} rows).", messages.SUCCESS)
         return None
 
 

@@ -155,6 +155,8 @@ class App:
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
             "DJANGO_SECURE_COOKIES": "0",  # plain http on loopback
+            "DJANGO_SECURE_SSL_REDIRECT": "0",
+            "DJANGO_SECURE_HSTS_SECONDS": "0",
             "DJANGO_STATIC_ROOT": str(workdir / "static"),
             "DJANGO_LOG_LEVEL": "WARNING",
             "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",

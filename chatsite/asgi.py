@@ -13,19 +13,19 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chatsite import lifecycle  # noqa: E402
+from chatsite.limits import RequestBodyLimit  # noqa: E402
+from chatsite.origins import SameOriginValidator  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        # Origin first (a foreign page must not ride the user's cookie), then the
-        # session, then the routes; the consumer itself checks ownership.
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # Oversized bodies are refused before Django reads them.
+        "http": RequestBodyLimit(django_asgi_app),
+        # The exact origin first (a foreign page must not ride the user's cookie), then
+        # the session, then the routes; the consumer itself checks ownership.
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

@@ -7,15 +7,29 @@ reactor, whose system events are the process's start and stop:
   answers and, at once, marks answers left streaming by a dead process as interrupted);
 * before the reactor shuts down (SIGTERM or SIGINT), every answer still being written is
   cancelled and saved as interrupted; Twisted waits for that before exiting.
+
+SIGINT needs help. Twisted installs its SIGINT handler only while SIGINT still has Python's
+default handler. A process started with SIGINT ignored (a background job of a
+non-interactive shell, `cmd &` in a script, passes that on to everything it starts, a CI
+step included) kept ignoring it: the kernel discarded the signal, nothing was saved and
+daphne ran on. So while the reactor starts, right after Twisted installs its handlers and
+before the loop serves anything, SIGINT gets the reactor's handler too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
+import threading
+from typing import Any
 
 log = logging.getLogger(__name__)
+
+# What SIGINT may be set to when nobody chose a handler for it on purpose (a debugger's
+# handler, or one installed from C, is left alone as Twisted leaves it alone).
+_UNHANDLED = (signal.SIG_IGN, signal.SIG_DFL, signal.default_int_handler)
 
 
 def install() -> bool:
@@ -33,6 +47,25 @@ def install() -> bool:
         log.info("shutting down: saving answers still being written")
         return defer.Deferred.fromFuture(asyncio.ensure_future(generation.shutdown()))
 
+    # "during startup" triggers run in order: Twisted's own (which installs its signal
+    # handlers) was added when the reactor was made, so this one runs right after it.
+    reactor.addSystemEventTrigger("during", "startup", sigint_like_sigterm, reactor)  # type: ignore[attr-defined,arg-type,unused-ignore]
     reactor.callWhenRunning(on_start)  # type: ignore[attr-defined,unused-ignore]
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[attr-defined,arg-type,unused-ignore]
+    return True
+
+
+def sigint_like_sigterm(reactor: Any) -> bool:
+    """Make SIGINT stop the reactor gracefully, as SIGTERM does, whatever the process
+    inherited. True when this changed SIGINT's handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return False  # only the main thread may set handlers (runserver's autoreloader)
+    if signal.getsignal(signal.SIGTERM) != reactor.sigTerm:
+        return False  # daphne was told not to handle signals: neither do we
+    current = signal.getsignal(signal.SIGINT)
+    if current == reactor.sigInt or current not in _UNHANDLED:
+        return False
+    if current == signal.SIG_IGN:
+        log.info("SIGINT was ignored by the parent process: it now stops the site gracefully")
+    signal.signal(signal.SIGINT, reactor.sigInt)
     return True

@@ -7,11 +7,20 @@ from django.conf import settings
 
 class RedactSecretsFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        key = getattr(settings, "OPENAI_API_KEY", "")
-        if key and len(key) >= 8:
+        keys = [
+            key
+            for key in (
+                getattr(settings, "OPENAI_API_KEY", ""),
+                getattr(settings, "CHATSITE_DEMO_API_KEY", ""),
+            )
+            if key and len(key) >= 8
+        ]
+        if keys:
             message = record.getMessage()
-            if key in message:
+            if any(key in message for key in keys):
+                for key in keys:
+                    message = message.replace(key, "[redacted]")
                 # Render now so that the key is gone before any handler formats args.
-                record.msg = message.replace(key, "[redacted]")
+                record.msg = message
                 record.args = None
         return True

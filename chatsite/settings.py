@@ -5,8 +5,11 @@ channel layer, the built-in demo model). With DJANGO_DEBUG off the site fails cl
 it refuses to start without DJANGO_SECRET_KEY and explicit DJANGO_ALLOWED_HOSTS.
 """
 
+import hashlib
+import hmac
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -48,6 +51,8 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if DEBUG else "")
 if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set when DJANGO_DEBUG is off.")
+# Origins other than the site's own (scheme://host[:port]) whose pages may post forms and
+# open websockets; the site's own origin (its Host, http or https) needs no entry.
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
@@ -64,6 +69,8 @@ INSTALLED_APPS = [
     "conversations",
     "moderation",
     "accounts",
+    # Failed sign-ins limited per account and per address (see "Sign-in and sign-up limits").
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -77,6 +84,8 @@ MIDDLEWARE = [
     "accounts.middleware.SuspensionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes requires: turns a refused sign-in into the page that says when to retry.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -168,6 +177,39 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 CHATSITE_SIGNUP_ENABLED = env_bool("CHATSITE_SIGNUP_ENABLED", True)
 
+# --- Sign-in and sign-up limits (django-axes for sign-ins) ------------------------------
+# Failed sign-ins (site and admin alike) are counted per account and, separately, per
+# client address; past either limit every sign-in it covers is refused, the right password
+# too, until the cool-off has run from the failure that reached it. Never a permanent lock:
+# that would let anyone lock a victim out for good. 0 turns a limit off.
+CHATSITE_LOGIN_FAILURES_PER_ACCOUNT = env_int("CHATSITE_LOGIN_FAILURES_PER_ACCOUNT", 5)
+CHATSITE_LOGIN_FAILURES_PER_ADDRESS = env_int("CHATSITE_LOGIN_FAILURES_PER_ADDRESS", 20)
+CHATSITE_LOGIN_COOLOFF_MINUTES = env_int("CHATSITE_LOGIN_COOLOFF_MINUTES", 15)
+if CHATSITE_LOGIN_COOLOFF_MINUTES < 1:
+    raise ImproperlyConfigured("CHATSITE_LOGIN_COOLOFF_MINUTES must be at least 1.")
+# Accounts created per client address in the last hour (counted in the database, so the
+# limit holds across processes); 0: no limit.
+CHATSITE_SIGNUPS_PER_ADDRESS_PER_HOUR = env_int("CHATSITE_SIGNUPS_PER_ADDRESS_PER_HOUR", 10)
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out sign-in outright
+    "django.contrib.auth.backends.ModelBackend",
+]
+# The database handler (holds across processes), with a limit of its own per account and
+# per address: it reports how many limits are reached, so one is enough to lock.
+AXES_HANDLER = "accounts.throttling.SigninFailureHandler"
+AXES_FAILURE_LIMIT = 1
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_COOLOFF_TIME = timedelta(minutes=CHATSITE_LOGIN_COOLOFF_MINUTES)
+# Failures while locked out are not counted, so the time the page gives stays true.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True  # the account's failures only (see the handler)
+# REMOTE_ADDR as daphne gives it, never a header by itself: behind a proxy, run daphne
+# with --proxy-headers and have the proxy overwrite X-Forwarded-For (README, Security).
+AXES_CLIENT_IP_CALLABLE = "accounts.throttling.client_address"
+AXES_LOCKOUT_CALLABLE = "conversations.account_views.signin_refused"
+# No row per successful sign-in: nothing reads it, and it would keep addresses forever.
+AXES_DISABLE_ACCESS_LOG = True
+
 # --- Security ---------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -176,9 +218,27 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if not DEBUG:
+    # Production is HTTPS: cookies only over TLS, plain http redirected, and browsers told
+    # (HSTS) never to try http again. Each has a switch for a site on plain http (a
+    # benchmark on loopback, a private network): DJANGO_SECURE_COOKIES=0,
+    # DJANGO_SECURE_SSL_REDIRECT=0, DJANGO_SECURE_HSTS_SECONDS=0.
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    # A TLS-terminating proxy (nginx) says so in X-Forwarded-Proto: it must set that header
+    # itself, overwriting whatever a client sent.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    # Preloading is a commitment the operator makes by submitting the domain to browsers'
+    # lists; the directive is theirs to add (DJANGO_SECURE_HSTS_PRELOAD=1), so Django's
+    # reminder about it is silenced rather than answered for them.
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+    SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+
+# Request bodies past this size get a 413 before Django reads them (chatsite/limits.py);
+# the import form alone takes CHATSITE_IMPORT_MAX_BYTES, and only from a signed-in session.
+CHATSITE_MAX_REQUEST_BYTES = env_int("CHATSITE_MAX_REQUEST_BYTES", 3_000_000)
 
 # --- Internationalisation / static ------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -212,6 +272,12 @@ CHATSITE_DEMO_MODE = not OPENAI_BASE_URL
 # Where the generation reaches the demo endpoint; by default the address of the server
 # that accepted the request (so any port works), this overrides it.
 CHATSITE_DEMO_BASE_URL = os.environ.get("CHATSITE_DEMO_BASE_URL", "")
+# The key this site's own server-side calls present to its demo endpoint (derived from the
+# secret key, so it is never configured and never reaches a browser). Signed-in users may
+# call the demo too; anyone else gets a 401.
+CHATSITE_DEMO_API_KEY = hmac.new(
+    SECRET_KEY.encode(), b"chatsite demo upstream", hashlib.sha256
+).hexdigest()
 OPENAI_MODEL = os.environ.get(
     "OPENAI_MODEL", "chatsite-demo" if CHATSITE_DEMO_MODE else "gpt-4o-mini"
 )
@@ -256,6 +322,12 @@ CHATSITE_IMPORT_MAX_BYTES = env_int("CHATSITE_IMPORT_MAX_BYTES", 50_000_000)
 CHATSITE_IMPORT_MAX_CONVERSATIONS = env_int("CHATSITE_IMPORT_MAX_CONVERSATIONS", 5000)
 CHATSITE_IMPORT_MAX_MESSAGES = env_int("CHATSITE_IMPORT_MAX_MESSAGES", 10_000)  # each
 CHATSITE_IMPORT_MAX_MESSAGE_CHARS = env_int("CHATSITE_IMPORT_MAX_MESSAGE_CHARS", 500_000)
+# An import is written in transactions of at most this many rows (others wait for one at
+# most); one of more rows than _BACKGROUND_ROWS is written after the response, with
+# progress on the settings page; one silent this long died with its process.
+CHATSITE_IMPORT_BATCH_ROWS = env_int("CHATSITE_IMPORT_BATCH_ROWS", 1000)
+CHATSITE_IMPORT_BACKGROUND_ROWS = env_int("CHATSITE_IMPORT_BACKGROUND_ROWS", 2000)
+CHATSITE_IMPORT_STALE_AFTER = env_float("CHATSITE_IMPORT_STALE_AFTER", 120.0)
 CHATSITE_DEMO_TOKENS_PER_SECOND = env_float("CHATSITE_DEMO_TOKENS_PER_SECOND", 40.0)
 
 # --- Streaming --------------------------------------------------------------------------
@@ -279,6 +351,12 @@ CHATSITE_MAX_ANSWER_SECONDS = env_float("CHATSITE_MAX_ANSWER_SECONDS", 900.0)
 # Per-user limits (0 turns one off).
 CHATSITE_MESSAGES_PER_MINUTE = env_int("CHATSITE_MESSAGES_PER_MINUTE", 20)
 CHATSITE_MAX_CONCURRENT_ANSWERS = env_int("CHATSITE_MAX_CONCURRENT_ANSWERS", 3)
+# Cheap actions on a socket (switching versions, unknown or bad frames; Stop is never
+# limited) per user and process: this many a second, in bursts of up to _BURST.
+CHATSITE_SOCKET_ACTIONS_PER_SECOND = env_float("CHATSITE_SOCKET_ACTIONS_PER_SECOND", 5.0)
+CHATSITE_SOCKET_ACTIONS_BURST = env_int("CHATSITE_SOCKET_ACTIONS_BURST", 20)
+# Open sockets (pages) per user and process, the two kinds together (0: no cap).
+CHATSITE_MAX_SOCKETS_PER_USER = env_int("CHATSITE_MAX_SOCKETS_PER_USER", 30)
 # Each process beats for its answers; an answer whose beat is older than STALE_AFTER
 # belonged to a dead process and is marked interrupted (at start-up and periodically).
 CHATSITE_HEARTBEAT_INTERVAL = env_float("CHATSITE_HEARTBEAT_INTERVAL", 5.0)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -7,6 +8,9 @@ urlpatterns = [
     path("admin/overview/", overview.overview, name="admin_overview"),
     path("admin/", admin.site.urls),
     path("accounts/", include("conversations.account_urls")),
-    path("demo/v1/", include("conversations.demo_urls")),
     path("", include("conversations.urls")),
 ]
+
+if settings.CHATSITE_DEMO_MODE:
+    # The built-in demo model exists only when it is the upstream.
+    urlpatterns.insert(-1, path("demo/v1/", include("conversations.demo_urls")))

@@ -1,10 +1,13 @@
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path
 
-from moderation.access import ReasonRequiredMixin
+from moderation import access
+from moderation.access import PrivateTextLookupsMixin, ReasonRequiredMixin
 from moderation.models import Flag
 
 from .models import Conversation, Message
@@ -43,14 +46,19 @@ class MessageFlaggedFilter(FlaggedFilter):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ReasonRequiredMixin, admin.ModelAdmin):
+class ConversationAdmin(ReasonRequiredMixin, PrivateTextLookupsMixin, admin.ModelAdmin):
     """Opening one shows its messages: a reason is asked for and recorded first."""
 
     list_display = ("display_title", "owner", "model", "archived", "created_at", "updated_at")
     list_select_related = ("owner",)
     list_filter = (FlaggedFilter, "model", "archived", "updated_at", "created_at")
-    # By user, title and text: the list shows titles only; opening one asks for a reason.
-    search_fields = ("title", "owner__username", "=public_id", "messages__content")
+    # Not message text: a search tells whose words hold a phrase, so it has its own page
+    # that asks for a reason and records what it reveals (text_search_view).
+    search_fields = ("title", "owner__username", "=public_id")
+    private_text_fields = ("system_prompt",)  # no ?system_prompt__icontains=…
+    search_help_text = (
+        "Titles, usernames and public ids. Message text: “Search message text” (asks why)."
+    )
     show_full_result_count = False  # no second COUNT over every row on big sites
     readonly_fields = ("public_id", "created_at", "updated_at")
     inlines = [MessageInline]
@@ -58,9 +66,22 @@ class ConversationAdmin(ReasonRequiredMixin, admin.ModelAdmin):
     def conversation_of(self, obj: Conversation) -> Conversation:
         return obj
 
+    def get_urls(self) -> list[URLPattern]:
+        search = path(
+            "text-search/",
+            self.admin_site.admin_view(self.text_search_view),
+            name="conversations_conversation_text_search",
+        )
+        return [search, *super().get_urls()]
+
+    def text_search_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):  # not the Moderators group
+            raise PermissionDenied
+        return access.text_search(request, context=self.admin_site.each_context(request))
+
 
 @admin.register(Message)
-class MessageAdmin(ReasonRequiredMixin, admin.ModelAdmin):
+class MessageAdmin(ReasonRequiredMixin, PrivateTextLookupsMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "conversation",
@@ -83,7 +104,8 @@ class MessageAdmin(ReasonRequiredMixin, admin.ModelAdmin):
         "generation_channel",
     )
     raw_id_fields = ("conversation",)
-    # The list shows no text; text search is on the conversation list (titles only).
+    private_text_fields = ("content",)  # no ?content__icontains=…
+    # The list shows no text; message text is searched on its own page (asks why).
     search_fields = ("conversation__title", "conversation__owner__username", "upstream_request_id")
 
     @admin.display(description="Owner")

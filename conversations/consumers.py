@@ -25,6 +25,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from accounts.selectors import suspension_current
+from chatsite.throttle import slow_down_text, socket_admit, socket_release, throttle_wait
 
 from . import fragments, generation, selectors
 from .models import Conversation, Message
@@ -39,6 +40,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     conversation: Conversation | None = None
     group: str = ""
     user_group: str = ""
+    session_group: str = ""
+    counted: int | None = None  # the user whose open sockets this one counts among
     awaiting_snapshot: int | None = None
     held_frames: list[dict[str, Any]]
     frame_seqs: dict[int, int]  # per streaming answer, the number of the last frame sent
@@ -55,6 +58,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             # (HTTP 403) before a single byte of data is sent.
             await self.close()
             return
+        if not socket_admit(key=conversation.owner_id, cap=settings.CHATSITE_MAX_SOCKETS_PER_USER):
+            await self._refuse_too_many()
+            return
+        self.counted = conversation.owner_id
         self.conversation = conversation
         generation.supervisor_ensure()
         self.group = generation.group_name(conversation)
@@ -62,15 +69,30 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.user_group = generation.user_group_name(conversation.owner_id)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
+        self.session_group = generation.session_group_name(self.scope["session"].session_key)
+        await self.channel_layer.group_add(self.session_group, self.channel_name)
         await self.accept()
         await self._catch_up()
 
+    async def _refuse_too_many(self) -> None:
+        # Accepted only to say why: a refused handshake tells the page nothing.
+        await self.accept()
+        await self._error(
+            f"You have {settings.CHATSITE_MAX_SOCKETS_PER_USER} pages of this site open. "
+            "Close some of them, then reload this one."
+        )
+        await self.close(code=4429)
+
     async def disconnect(self, code: int) -> None:
+        if self.counted is not None:
+            socket_release(key=self.counted)
+            self.counted = None
         if self.snapshot_timer is not None:
             self.snapshot_timer.cancel()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.channel_layer.group_discard(self.user_group, self.channel_name)
+            await self.channel_layer.group_discard(self.session_group, self.channel_name)
         # The answer goes on without us: a generation never belongs to a socket.
 
     # --- client frames ------------------------------------------------------------------
@@ -83,7 +105,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         try:
             frame = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
             await self._error("That frame was not valid JSON.")
             return
         if not isinstance(frame, dict):
@@ -92,8 +114,19 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # htmx's ws-send adds form fields and a HEADERS key: extra keys are ignored.
         action = frame.get("action")
         if action == "stop":
-            await self._stop()
-        elif action in ("send", "edit"):
+            await self._stop()  # never throttled: stopping must always work
+            return
+        user = self.scope.get("user")
+        wait = throttle_wait(
+            kind="socket",
+            key=getattr(user, "pk", None),
+            rate=settings.CHATSITE_SOCKET_ACTIONS_PER_SECOND,
+            burst=settings.CHATSITE_SOCKET_ACTIONS_BURST,
+        )
+        if wait:
+            await self._error(slow_down_text(wait))
+            return
+        if action in ("send", "edit"):
             # Checked in the same trip to the database as the message is saved.
             await self._start(action, frame)
         elif action in ("retry", "continue", "version"):
@@ -228,10 +261,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     # --- group and generation events ----------------------------------------------------
     async def session_end(self, event: dict[str, Any]) -> None:
-        """The user was suspended: say so, then close (reconnects are refused)."""
+        """The user was suspended, or this session signed out: say so, then close
+        (reconnects are refused)."""
         if event.get("html"):
             await self.send(text_data=event["html"])
-        await self.close(code=4403)
+        await self.close(code=event.get("code", 4403))
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         message_id = event["message_id"]
@@ -307,6 +341,8 @@ class UserConsumer(AsyncWebsocketConsumer):
     to the user's group (live markers, titles, deletions)."""
 
     user_group: str = ""
+    session_group: str = ""
+    counted: int | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -316,13 +352,23 @@ class UserConsumer(AsyncWebsocketConsumer):
         if await database_sync_to_async(suspension_current)(user_id=user.pk) is not None:
             await self.close()
             return
+        if not socket_admit(key=user.pk, cap=settings.CHATSITE_MAX_SOCKETS_PER_USER):
+            await self.close(code=4429)  # nothing on this page to explain it with
+            return
+        self.counted = user.pk
         self.user_group = generation.user_group_name(user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
+        self.session_group = generation.session_group_name(self.scope["session"].session_key)
+        await self.channel_layer.group_add(self.session_group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
+        if self.counted is not None:
+            socket_release(key=self.counted)
+            self.counted = None
         if self.user_group:
             await self.channel_layer.group_discard(self.user_group, self.channel_name)
+            await self.channel_layer.group_discard(self.session_group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         return  # this socket only listens
@@ -331,4 +377,4 @@ class UserConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=event["html"])
 
     async def session_end(self, event: dict[str, Any]) -> None:
-        await self.close(code=4403)  # the home page has no composer to explain it
+        await self.close(code=event.get("code", 4403))  # no composer here to explain it

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import random
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -152,23 +156,27 @@ def _answer_for(messages: list[dict[str, Any]]) -> str:
     return template.format(topic=_topic(messages))
 
 
+FILLER = frozenset(
+    {"how", "do", "does", "what", "why", "when", "where", "which", "who", "is", "are", "can",
+     "could", "would", "should", "i", "you", "me", "please", "tell", "explain", "to", "about"}
+)  # fmt: skip
+SMALL = frozenset({"a", "an", "the", "of", "to", "in", "on", "at", "for", "and", "or", "with"})
+
+
 def _title_for(messages: list[dict[str, Any]]) -> str | None:
-    """When asked for a conversation title, the demo makes one from the question."""
+    """When asked for a conversation title, the demo makes one from the question.
+    Linear in the question's length: a hostile body must not cost quadratic time."""
     system = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "system")
     if "title" not in system.lower():
         return None
     last = str(messages[-1].get("content", "")) if messages else ""
     question = last.split("\n\nAssistant:", 1)[0].removeprefix("User:").strip()
     words = re.sub(r"[^\w\s'-]", " ", question).split()
-    filler = {"how", "do", "does", "what", "why", "when", "where", "which", "who", "is", "are",
-              "can", "could", "would", "should", "i", "you", "me", "please", "tell", "explain",
-              "to", "about"}  # fmt: skip
-    while words and words[0].lower() in filler:
-        words.pop(0)  # "how do I bake bread" is about baking bread
-    small = {"a", "an", "the", "of", "to", "in", "on", "at", "for", "and", "or", "with"}
+    # "how do I bake bread" is about baking bread: skip the leading filler words.
+    start = next((i for i, w in enumerate(words) if w.lower() not in FILLER), len(words))
     title = " ".join(
-        w.lower() if i and w.lower() in small else w[:1].upper() + w[1:]
-        for i, w in enumerate(words[:6])
+        w.lower() if i and w.lower() in SMALL else w[:1].upper() + w[1:]
+        for i, w in enumerate(words[start : start + 6])
     )
     return title or "A Chat with the Demo Model"
 
@@ -192,13 +200,12 @@ def _chunk(
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
-async def _stream(
-    messages: list[dict[str, Any]], include_usage: bool, model: str = MODEL
-) -> AsyncIterator[str]:
+async def _stream(call: _Call) -> AsyncIterator[str]:
     cid = f"chatcmpl-demo{uuid.uuid4().hex[:20]}"
     created = int(time.time())
+    model = call.model
     rate = max(1.0, float(settings.CHATSITE_DEMO_TOKENS_PER_SECOND) * MODELS.get(model, 1.0))
-    tokens = _tokens(_answer_for(messages))
+    tokens = _tokens(call.text)
     rng = random.Random(cid)
     yield _chunk(cid, created, {"role": "assistant", "content": "", "refusal": None}, model=model)
     await asyncio.sleep(min(0.4, 8 / rate))  # "thinking" before the first token
@@ -207,8 +214,8 @@ async def _stream(
         # A realistic, slightly uneven pace. A client that hangs up cancels this sleep.
         await asyncio.sleep(rng.uniform(0.5, 1.5) / rate)
     yield _chunk(cid, created, {}, finish="stop", model=model)
-    if include_usage:
-        prompt = sum(len(_tokens(str(m.get("content", "")))) for m in messages)
+    if call.include_usage:
+        prompt = call.prompt_tokens
         usage = {
             "prompt_tokens": prompt,
             "completion_tokens": len(tokens),
@@ -232,50 +239,101 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> Js
     return JsonResponse(body, status=status)
 
 
-@csrf_exempt  # an API endpoint called by the SDK, not by a browser form
-@require_POST
-async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+async def _refusal(request: HttpRequest) -> JsonResponse | None:
+    """None when the caller may use the demo: this site's own server-side calls (they
+    present the key derived from the secret key) or a signed-in user. Anyone else could
+    otherwise spend this process's time anonymously."""
+    if not settings.CHATSITE_DEMO_MODE:
+        # Mounted only in demo mode; a test may switch the upstream at run time.
+        return _error(404, "The demo model is not enabled on this site.", "not_found_error")
+    presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if presented and hmac.compare_digest(
+        presented.encode(), settings.CHATSITE_DEMO_API_KEY.encode()
+    ):
+        return None
+    user = await request.auser()
+    if user.is_authenticated and user.is_active:
+        return None
+    return _error(401, "Sign in to use the demo model.", "authentication_error")
+
+
+@dataclass(frozen=True)
+class _Call:
+    messages: list[dict[str, Any]]
+    model: str
+    stream: bool
+    include_usage: bool
+    prompt_tokens: int
+    text: str  # the whole answer (streamed or not)
+
+
+def _parse(body: bytes) -> _Call | JsonResponse:
+    """The request, checked and answered in full. Runs in a worker thread: parsing a
+    body of megabytes must not hold up the event loop that serves everyone else."""
     try:
-        body = json.loads(request.body)
-    except ValueError:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         return _error(400, "The request body must be JSON.")
-    messages = body.get("messages") if isinstance(body, dict) else None
+    messages = payload.get("messages") if isinstance(payload, dict) else None
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         return _error(400, "'messages' must be a list of message objects.")
-    model = body.get("model") or MODEL
-    if model not in MODELS:
+    model = payload.get("model") or MODEL
+    if not isinstance(model, str) or model not in MODELS:
         return _error(404, f"The model `{str(model)[:100]}` does not exist.", "not_found_error")
+    stream = bool(payload.get("stream"))
+    options = payload.get("stream_options") or {}
+    text = _answer_for(messages) if stream else (_title_for(messages) or _answer_for(messages))
+    return _Call(
+        messages=messages,
+        model=model,
+        stream=stream,
+        include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
+        prompt_tokens=sum(len(_tokens(str(m.get("content", "")))) for m in messages),
+        text=text,
+    )
+
+
+@csrf_exempt  # an API endpoint called by the SDK with a key, not by a browser form
+@require_POST
+async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    refusal = await _refusal(request)
+    if refusal is not None:
+        return refusal
+    try:
+        # Django refuses bodies over DATA_UPLOAD_MAX_MEMORY_SIZE before reading them.
+        body = request.body
+    except RequestDataTooBig:
+        return _error(413, "The request body is too large for the demo model.")
+    call = await sync_to_async(_parse, thread_sensitive=False)(body)
+    if isinstance(call, JsonResponse):
+        return call
     request_id = f"req_demo_{uuid.uuid4().hex[:16]}"
-    if body.get("stream"):
-        options = body.get("stream_options") or {}
-        include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+    if call.stream:
         response: HttpResponse | StreamingHttpResponse = StreamingHttpResponse(
-            _stream(messages, include_usage, model), content_type="text/event-stream; charset=utf-8"
+            _stream(call), content_type="text/event-stream; charset=utf-8"
         )
         response["Cache-Control"] = "no-cache"
     else:
-        text = _title_for(messages) or _answer_for(messages)
-        prompt = sum(len(_tokens(str(m.get("content", "")))) for m in messages)
-        completion = len(_tokens(text))
+        completion = len(_tokens(call.text))
         response = JsonResponse(
             {
                 "id": f"chatcmpl-demo{uuid.uuid4().hex[:20]}",
                 "object": "chat.completion",
                 "created": int(time.time()),
-                "model": model,
+                "model": call.model,
                 "system_fingerprint": None,
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": text, "refusal": None},
+                        "message": {"role": "assistant", "content": call.text, "refusal": None},
                         "logprobs": None,
                         "finish_reason": "stop",
                     }
                 ],
                 "usage": {
-                    "prompt_tokens": prompt,
+                    "prompt_tokens": call.prompt_tokens,
                     "completion_tokens": completion,
-                    "total_tokens": prompt + completion,
+                    "total_tokens": call.prompt_tokens + completion,
                 },
             }
         )
@@ -285,6 +343,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttp
 
 @require_GET
 async def models(request: HttpRequest) -> JsonResponse:
+    refusal = await _refusal(request)
+    if refusal is not None:
+        return refusal
     return JsonResponse(
         {
             "object": "list",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
 import logging
 import random
 import time
@@ -65,6 +66,13 @@ def user_group_name(user_id: int) -> str:
     return f"user.{user_id}"
 
 
+def session_group_name(session_key: str | None) -> str:
+    """Every open socket of one signed-in session (closed when it signs out). A digest,
+    not the key: the key would let anyone who reads the channel layer sign in."""
+    digest = hashlib.sha256((session_key or "").encode()).hexdigest()[:40]
+    return f"session.{digest}"
+
+
 def _side_frame(html: str, **extra: Any) -> dict[str, Any]:
     """A frame about the conversation, not about one answer (never held for a snapshot)."""
     return {"type": "chat.frame", "message_id": 0, "seq": 0, "html": html, "final": False, **extra}
@@ -90,7 +98,7 @@ def upstream_config(*, server: tuple[str, int] | None = None) -> upstream.Upstre
             if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind: call ourselves on loopback
                 host = "127.0.0.1"
             base_url = f"http://{host}:{port}/demo/v1"
-        api_key = "demo"
+        api_key = settings.CHATSITE_DEMO_API_KEY  # the demo answers only us and signed-in users
     else:
         base_url = settings.OPENAI_BASE_URL
         api_key = settings.OPENAI_API_KEY or "none"  # local servers often need no key
@@ -674,6 +682,17 @@ async def user_kick(*, user_id: int) -> None:
         "Your account has been suspended. This page no longer updates; reload it to see why."
     )
     await _layer().group_send(user_group_name(user_id), {"type": "session.end", "html": notice})
+
+
+async def session_close(*, session_key: str) -> None:
+    """A session signed out: every socket it opened, in every process, says so and
+    closes (its answers go on: they belong to the account, not to the page)."""
+    notice = fragments.session_end_html(
+        "You signed out. This page no longer updates; sign in again to continue."
+    )
+    await _layer().group_send(
+        session_group_name(session_key), {"type": "session.end", "html": notice, "code": 4401}
+    )
 
 
 async def user_remove(*, user: Any, password: Any) -> None:

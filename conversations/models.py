@@ -10,6 +10,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Conversation(models.Model):
@@ -42,6 +43,18 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Last activity (a message sent or an answer finished): the list is ordered by it.
     updated_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Written by an import that has not finished: the owner sees none of it (every
+    # selector leaves it out) until the import completes and clears it in one statement;
+    # a failed or abandoned import's rows are deleted.
+    importing = models.BooleanField(default=False)
+    import_job = models.ForeignKey(
+        "ImportJob",
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="conversations",
+    )
 
     class Meta:
         ordering = ["-updated_at", "-id"]
@@ -166,3 +179,69 @@ class UserSettings(models.Model):
 
     def __str__(self) -> str:
         return f"Settings of {self.user}"
+
+
+class ImportJob(models.Model):
+    """One import of a file: checked whole first, then written in short transactions while
+    its conversations stay hidden (Conversation.importing); progress for the page, and a
+    heartbeat so that what a crashed process left half-written is found and deleted."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        COMPLETE = "complete", "Complete"
+        FAILED = "failed", "Failed"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="import_jobs"
+    )
+    name = models.CharField(max_length=200, blank=True)  # the uploaded file's name
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    conversations_total = models.PositiveIntegerField(default=0)
+    messages_total = models.PositiveIntegerField(default=0)
+    conversations_done = models.PositiveIntegerField(default=0)
+    messages_done = models.PositiveIntegerField(default=0)
+    # A sentence for the person; the traceback goes to the log.
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    # Refreshed by every transaction of the writer; a running job whose heartbeat is stale
+    # belonged to a process that died, and its rows are deleted.
+    heartbeat_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["running", "complete", "failed"]),
+                name="importjob_status_valid",
+            ),
+            # One import at a time per owner: a second would double the load for nothing.
+            models.UniqueConstraint(
+                fields=["owner"],
+                condition=Q(status="running"),
+                name="importjob_one_running_per_owner",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["heartbeat_at"],
+                condition=Q(status="running"),
+                name="importjob_running_heartbeat",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Import {self.public_id} ({self.status})"
+
+    @staticmethod
+    def stale_after() -> float:
+        """Seconds without a heartbeat after which a running import is presumed dead (its
+        writer beats with every transaction, at most a lock timeout apart)."""
+        return float(settings.CHATSITE_IMPORT_STALE_AFTER)
+
+    @property
+    def stalled(self) -> bool:
+        """Running, but its writer stopped beating: the process writing it died."""
+        silent = (timezone.now() - self.heartbeat_at).total_seconds()
+        return self.status == self.Status.RUNNING and silent > self.stale_after()

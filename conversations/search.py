@@ -7,6 +7,9 @@ matches (POOL of them). Ranking every match of a word found in most messages wou
 time in proportion to the whole history; bounding the pool keeps a search in tens of
 milliseconds at any size, and in a chat history recent matches are the likely ones.
 
+Conversations of an import still being written (c.importing) are left out: their owner
+sees an import only once it is complete.
+
 Snippets are cut here, not by the database (SQLite's snippet() re-reads every match,
 PostgreSQL's ts_headline drops tag-like words): escaped text with the matching words in
 <mark>, so stored text can never put markup into the results.
@@ -105,7 +108,7 @@ def _sqlite(owner_id: int, words: list[str]) -> list[Hit]:
             "SELECT id, s FROM ("
             " SELECT c.id, bm25(conversations_title_fts) AS s"
             " FROM conversations_title_fts f JOIN conversations_conversation c ON c.id = f.rowid"
-            " WHERE conversations_title_fts MATCH %s AND c.owner_id = %s"
+            " WHERE conversations_title_fts MATCH %s AND c.owner_id = %s AND NOT c.importing"
             " ORDER BY f.rowid DESC LIMIT %s"
             ") ORDER BY s LIMIT %s",
             [match, owner_id, POOL, CANDIDATES],
@@ -117,7 +120,7 @@ def _sqlite(owner_id: int, words: list[str]) -> list[Hit]:
             " FROM conversations_message_fts f"
             " JOIN conversations_message m ON m.id = f.rowid"
             " JOIN conversations_conversation c ON c.id = m.conversation_id"
-            " WHERE conversations_message_fts MATCH %s AND c.owner_id = %s"
+            " WHERE conversations_message_fts MATCH %s AND c.owner_id = %s AND NOT c.importing"
             " ORDER BY f.rowid DESC LIMIT %s"
             ") ORDER BY s LIMIT %s",
             [match, owner_id, POOL, CANDIDATES],
@@ -133,7 +136,7 @@ def _postgres(owner_id: int, words: list[str]) -> list[Hit]:
         cursor.execute(
             "SELECT id, ts_rank(to_tsvector('simple'::regconfig, title), q) AS r"
             " FROM (SELECT c.id, c.title FROM conversations_conversation c"
-            "  WHERE c.owner_id = %s"
+            "  WHERE c.owner_id = %s AND NOT c.importing"
             "  AND to_tsvector('simple'::regconfig, c.title) @@ to_tsquery('simple', %s)"
             "  ORDER BY c.id DESC LIMIT %s) pool, to_tsquery('simple', %s) q"
             " ORDER BY r DESC LIMIT %s",
@@ -144,7 +147,8 @@ def _postgres(owner_id: int, words: list[str]) -> list[Hit]:
             "SELECT id, conversation_id, ts_rank(search_vector, q) AS r"
             " FROM (SELECT m.id, m.conversation_id, m.search_vector FROM conversations_message m"
             "  JOIN conversations_conversation c ON c.id = m.conversation_id"
-            "  WHERE c.owner_id = %s AND m.search_vector @@ to_tsquery('simple', %s)"
+            "  WHERE c.owner_id = %s AND NOT c.importing"
+            "  AND m.search_vector @@ to_tsquery('simple', %s)"
             "  ORDER BY m.id DESC LIMIT %s) pool, to_tsquery('simple', %s) q"
             " ORDER BY r DESC LIMIT %s",
             [owner_id, tsquery, POOL, tsquery, CANDIDATES],

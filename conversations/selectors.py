@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import timedelta
 from importlib import import_module
 from typing import Any
 
@@ -20,9 +20,10 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from accounts.selectors import suspension_current
+from chatsite.inputs import aware_from, pk_from
 
 from . import search
-from .models import Conversation, Message, UserSettings
+from .models import Conversation, ImportJob, Message, UserSettings
 
 _UNREAD: Any = object()  # "not given" where None is a meaningful value
 
@@ -41,7 +42,8 @@ def _conversations(*, user: Any, archived: bool) -> QuerySet[Conversation]:
         return Conversation.objects.none()
     streaming = Message.objects.filter(conversation=OuterRef("pk"), status=Message.Status.STREAMING)
     return (
-        Conversation.objects.filter(owner=user, archived=archived)
+        # importing: an import not yet complete shows nothing of itself.
+        Conversation.objects.filter(owner=user, archived=archived, importing=False)
         .annotate(is_live=Exists(streaming))
         .order_by("-pinned", "-updated_at", "-id")
     )
@@ -65,11 +67,10 @@ def conversation_page(
     skipped nor shown twice further down."""
     rows = _conversations(user=user, archived=archived)
     if after:
-        try:
-            pinned_s, stamp, pk_s = after.split("|")
-            pinned, moment, pk = pinned_s == "1", datetime.fromisoformat(stamp), int(pk_s)
-        except ValueError:
-            return [], ""
+        pinned_s, stamp, pk_s = [*after.split("|"), "", "", ""][:3]
+        pinned, moment, pk = pinned_s == "1", aware_from(stamp), pk_from(pk_s)
+        if moment is None or pk is None:
+            return [], ""  # not a cursor this site made
         rows = rows.filter(
             Q(pinned__lt=pinned)
             | Q(pinned=pinned, updated_at__lt=moment)
@@ -93,7 +94,9 @@ def conversation_search(*, user: Any, query: str, limit: int = SEARCH_RESULTS) -
         return []
     words = search.query_words(query)
     found = search.hits(owner_id=user.pk, words=words, limit=limit)
-    rows = Conversation.objects.filter(owner=user).in_bulk([h.conversation_id for h in found])
+    rows = Conversation.objects.filter(owner=user, importing=False).in_bulk(
+        [h.conversation_id for h in found]
+    )
     texts = dict(
         Message.objects.filter(
             conversation__owner=user,
@@ -129,7 +132,7 @@ def conversation_get(*, user: Any, public_id: Any) -> Conversation | None:
     uid = _as_uuid(public_id)
     if uid is None:
         return None
-    return Conversation.objects.filter(owner=user, public_id=uid).first()
+    return Conversation.objects.filter(owner=user, public_id=uid, importing=False).first()
 
 
 def user_session_is_live(*, user_id: Any, session_key: str | None) -> bool:
@@ -224,9 +227,8 @@ def _leaf_id(conversation: Conversation) -> int | None:
 def message_version_leaf(*, conversation: Conversation, message_id: Any) -> int | None:
     """Where switching to this version leads: the newest message under it (its own last
     state), or None when the id is not a message of this conversation."""
-    try:
-        target = int(message_id)
-    except (TypeError, ValueError):
+    target = pk_from(message_id)
+    if target is None:
         return None
     rows = list(conversation.messages.order_by("id").values_list("id", "parent_id"))
     parent_of = dict(rows)
@@ -246,9 +248,8 @@ def message_get_streaming(*, conversation: Conversation) -> Message | None:
 
 
 def message_get(*, conversation: Conversation, message_id: Any) -> Message | None:
-    try:
-        pk = int(message_id)
-    except (TypeError, ValueError):
+    pk = pk_from(message_id)
+    if pk is None:
         return None
     return conversation.messages.filter(pk=pk).first()
 
@@ -297,7 +298,10 @@ def usage_this_month(*, user: Any) -> list[dict[str, Any]]:
     start = timezone.localtime().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     rows = (
         Message.objects.filter(
-            conversation__owner=user, role=Message.Role.ASSISTANT, created_at__gte=start
+            conversation__owner=user,
+            conversation__importing=False,
+            role=Message.Role.ASSISTANT,
+            created_at__gte=start,
         )
         .values("model")
         .annotate(
@@ -327,13 +331,50 @@ def conversation_ids(*, user: Any) -> list[int]:
     """All of the user's conversations (archived too), oldest first: for an export."""
     if not getattr(user, "is_authenticated", False):
         return []
-    return list(Conversation.objects.filter(owner=user).order_by("id").values_list("id", flat=True))
+    return list(
+        Conversation.objects.filter(owner=user, importing=False)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
 
 
 def conversation_batch(*, user: Any, ids: list[int]) -> list[tuple[Conversation, list[Message]]]:
     """These conversations of the user's with all their messages (an export's slice)."""
-    rows = list(Conversation.objects.filter(owner=user, pk__in=ids).order_by("id"))
+    rows = list(Conversation.objects.filter(owner=user, importing=False, pk__in=ids).order_by("id"))
     messages: dict[int, list[Message]] = {c.pk: [] for c in rows}
     for message in Message.objects.filter(conversation__in=rows).order_by("id"):
         messages[message.conversation_id].append(message)
     return [(c, messages[c.pk]) for c in rows]
+
+
+IMPORT_SHOWN_FOR = 600  # seconds a finished import's result stays on the settings page
+
+
+def import_job_get(*, user: Any, public_id: Any) -> ImportJob | None:
+    """The user's import with this public id, or None."""
+    uid = _as_uuid(public_id)
+    if not getattr(user, "is_authenticated", False) or uid is None:
+        return None
+    return ImportJob.objects.filter(owner=user, public_id=uid).first()
+
+
+def import_job_recent(*, user: Any) -> ImportJob | None:
+    """The user's import to show on the settings page: one being written, or one that
+    finished in the last few minutes."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    since = timezone.now() - timedelta(seconds=IMPORT_SHOWN_FOR)
+    return (
+        ImportJob.objects.filter(owner=user)
+        .filter(Q(status=ImportJob.Status.RUNNING) | Q(finished_at__gte=since))
+        .first()
+    )
+
+
+def import_job_conversations(*, job: ImportJob, limit: int = 20) -> list[Conversation]:
+    """The first conversations a completed import brought in (none while it runs)."""
+    return list(
+        Conversation.objects.filter(
+            owner_id=job.owner_id, import_job=job, importing=False
+        ).order_by("id")[:limit]
+    )

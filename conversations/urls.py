@@ -9,6 +9,11 @@ urlpatterns = [
     path("settings/", views.user_settings, name="user_settings"),
     path("settings/export.zip", views.export_all, name="export_all"),
     path("settings/import/", views.conversation_import, name="conversation_import"),
+    path(
+        "settings/import/<uuid:public_id>/",
+        views.conversation_import_status,
+        name="conversation_import_status",
+    ),
     path("settings/delete-account/", views.account_delete, name="account_delete"),
     path(
         "conversations/<uuid:public_id>/export.<str:kind>",

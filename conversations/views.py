@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import IO, Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -25,12 +25,21 @@ from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import quotas
+from chatsite.throttle import throttled
 from moderation import selectors as moderation_selectors
 from moderation import services as moderation_services
 
 from . import catalog, generation, portability, selectors, services
 from .fragments import PAGE
-from .models import Conversation
+from .models import Conversation, ImportJob
+
+# Cheap actions, per user and process (chatsite/throttle.py): generous for a person, a
+# wall for a loop. Reports fill the moderators' queue, so fewer of those.
+EDITS_PER_SECOND, EDITS_BURST = 5.0, 20
+SEARCHES_PER_SECOND, SEARCHES_BURST = 5.0, 20
+REPORTS_PER_SECOND, REPORTS_BURST = 0.1, 5
+# Checking a refused file costs about a second of a worker thread per 15 MB.
+IMPORTS_PER_SECOND, IMPORTS_BURST = 0.1, 3
 
 
 @require_GET
@@ -224,6 +233,7 @@ async def _title_area(
 
 @require_POST
 @login_required
+@throttled("edit", rate=EDITS_PER_SECOND, burst=EDITS_BURST)
 async def conversation_rename(request: HttpRequest, public_id: str) -> HttpResponse:
     conversation = await _owned(request, public_id)
     title = request.POST.get("title", "")
@@ -243,6 +253,7 @@ async def conversation_rename(request: HttpRequest, public_id: str) -> HttpRespo
 
 @require_POST
 @login_required
+@throttled("edit", rate=EDITS_PER_SECOND, burst=EDITS_BURST)
 async def conversation_flags(request: HttpRequest, public_id: str) -> HttpResponse:
     conversation = await _owned(request, public_id)
     flags = {
@@ -288,6 +299,7 @@ def conversation_sidebar(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
+@throttled("search", rate=SEARCHES_PER_SECOND, burst=SEARCHES_BURST)
 def conversation_search(request: HttpRequest) -> HttpResponse:
     """Results as the user types (an htmx fragment), or a page of its own without script."""
     query = request.GET.get("q", "")[:200]
@@ -302,6 +314,7 @@ def conversation_search(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
+@throttled("edit", rate=EDITS_PER_SECOND, burst=EDITS_BURST)
 async def conversation_configure(request: HttpRequest, public_id: str) -> HttpResponse:
     """The model for the next answers, and the conversation's instructions."""
     conversation = await _owned(request, public_id)
@@ -365,6 +378,10 @@ def _user_settings_page(
             status = 422
     context["preferences"] = selectors.user_settings_for(user=user)
     context["usage"] = selectors.usage_this_month(user=user)
+    if "import_job" in context:
+        context.update(_import_context(job=context["import_job"]))
+    else:
+        context.update(_import_context(job=selectors.import_job_recent(user=user)))
     context["accesses"] = (
         moderation_selectors.access_log_for_owner(user=user)
         if settings.CHATSITE_SHOW_ACCESS_LOG_TO_USERS
@@ -445,28 +462,80 @@ def export_zip_response(user: Any) -> StreamingHttpResponse:
 
 @require_POST
 @login_required
+@throttled("import", rate=IMPORTS_PER_SECOND, burst=IMPORTS_BURST)
 async def conversation_import(request: HttpRequest) -> HttpResponse:
-    """A chatsite export (JSON or zip) or ChatGPT's conversations.json, all or nothing."""
+    """A chatsite export (JSON or zip) or ChatGPT's conversations.json. The whole file is
+    checked first: a refusal says why (400) and nothing is written. Then it is written in
+    short transactions, hidden until complete: a small file before the page answers, a
+    large one after, while the page shows its progress (202)."""
     user = await request.auser()
     choices = await _model_choices(request)
 
-    def work() -> HttpResponse:
+    def check() -> tuple[IO[bytes], portability.ImportTotals, str]:
         upload = request.FILES.get("file")
-        limit = settings.CHATSITE_IMPORT_MAX_BYTES
+        if upload is None:
+            raise portability.ImportRefused("Choose a file to import.")
+        copy = portability.upload_copy(upload)
         try:
-            if upload is None:
-                raise portability.ImportRefused("Choose a file to import.")
-            if upload.size is not None and upload.size > limit:
-                raise portability.ImportRefused(
-                    f"That file is larger than {limit // 1_000_000} MB."
-                )
-            drafts = portability.parse_upload(upload.name or "", upload.read(limit + 1))
-            imported = services.conversation_import(owner=user, drafts=drafts)
-        except portability.ImportRefused as exc:
-            return _user_settings_page(request, user, choices, status=400, import_error=str(exc))
-        return _user_settings_page(request, user, choices, imported=imported)
+            return copy, portability.import_check(copy), upload.name or ""
+        except BaseException:
+            copy.close()
+            raise
 
-    return await sync_to_async(work)()
+    try:
+        # CPU-bound and no database: a worker thread, off the event loop and off the
+        # thread that every request's database work shares.
+        copy, totals, name = await sync_to_async(check, thread_sensitive=False)()
+    except portability.ImportRefused as exc:
+        return await sync_to_async(_user_settings_page)(
+            request, user, choices, status=400, import_error=str(exc)
+        )
+
+    def write() -> HttpResponse:
+        try:
+            job = services.import_job_create(owner=user, totals=totals, name=name)
+        except portability.ImportRefused as exc:
+            copy.close()
+            return _user_settings_page(request, user, choices, status=409, import_error=str(exc))
+        if services.import_in_background(totals=totals):
+            services.import_job_launch(job=job, upload=copy)  # closes the copy when done
+            return _user_settings_page(request, user, choices, status=202, import_job=job)
+        try:
+            job = services.import_job_run(job=job, upload=copy)
+        finally:
+            copy.close()
+        status = 200 if job.status == ImportJob.Status.COMPLETE else 500
+        return _user_settings_page(request, user, choices, status=status, import_job=job)
+
+    return await sync_to_async(write)()
+
+
+@require_GET
+@login_required
+def conversation_import_status(request: HttpRequest, public_id: str) -> HttpResponse:
+    """An import's progress, polled by the settings page while it is written, then its
+    result (the same fragment the page renders)."""
+    job = selectors.import_job_get(user=request.user, public_id=public_id)
+    if job is None:
+        raise Http404("No such import.")
+    return render(request, "conversations/settings.html#import_status", _import_context(job=job))
+
+
+def _import_context(*, job: ImportJob | None) -> dict[str, Any]:
+    if job is None:
+        return {"import_job": None}
+    shown = (
+        selectors.import_job_conversations(job=job)
+        if job.status == ImportJob.Status.COMPLETE
+        else []
+    )
+    return {
+        "import_job": job,
+        "import_conversations": shown,
+        "import_more": max(job.conversations_done - len(shown), 0),
+        # Its process died: the next import, or the nightly purge, deletes what it wrote.
+        "import_stalled": job.stalled,
+    }
 
 
 @require_POST
@@ -487,6 +556,7 @@ async def account_delete(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
+@throttled("report", rate=REPORTS_PER_SECOND, burst=REPORTS_BURST)
 def conversation_report(request: HttpRequest, public_id: str) -> HttpResponse:
     """A user reports an answer (or the whole conversation) to the moderators."""
     conversation = selectors.conversation_get(user=request.user, public_id=public_id)

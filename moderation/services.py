@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from chatsite.inputs import pk_from
 from conversations.models import Conversation, Message
 
 from .models import AccessLog, Flag
@@ -63,7 +64,8 @@ def flag_report(
         raise ValidationError(f"A comment can be at most {REPORT_COMMENT_CHARS} characters long.")
     message = None
     if message_id not in (None, ""):
-        message = conversation.messages.filter(pk=_int(message_id)).first()
+        pk = pk_from(message_id)
+        message = conversation.messages.filter(pk=pk).first() if pk is not None else None
         if message is None:
             raise ValidationError("That message does not exist.")
     return Flag.objects.create(
@@ -76,13 +78,6 @@ def flag_report(
         comment=comment.strip(),
         excerpt=(message.content[:500] if message else conversation.title),
     )
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return -1
 
 
 def flag_resolve(*, flags: list[Flag], moderator: Any, status: str, note: str = "") -> int:
@@ -137,4 +132,28 @@ def access_record(
         ),
         reason=reason.strip()[:ACCESS_REASON_CHARS],
         path=path[:500],
+    )
+
+
+def access_record_text_search(
+    *, staff: Any, conversations: list[Conversation], words: str, reason: Any, path: str
+) -> list[AccessLog]:
+    """A staff-wide search of message text reveals whose conversations hold the words:
+    one entry per conversation it reveals, before the results are shown."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationError("Write why you need to search users' messages.")
+    reason = f'Text search "{words[:200]}": {reason.strip()}'[:ACCESS_REASON_CHARS]
+    return AccessLog.objects.bulk_create(
+        [
+            AccessLog(
+                staff=staff,
+                staff_username=staff.get_username(),
+                owner_id=conversation.owner_id,
+                conversation=conversation,
+                conversation_title=conversation.title[:200],
+                reason=reason,
+                path=path[:500],
+            )
+            for conversation in conversations
+        ]
     )

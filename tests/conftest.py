@@ -13,6 +13,7 @@ from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
+from chatsite.throttle import throttle_forget
 from conversations import generation, services, upstream
 from moderation import screening
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 API_KEY = "sk-test-THIS-KEY-MUST-NEVER-LEAK-0123456789"
 ORIGIN = b"http://127.0.0.1:8000"
+HOST = b"127.0.0.1:8000"  # a browser's socket to the page's own origin carries its Host
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +50,7 @@ def _fresh_process_state() -> Iterator[None]:
     # Each test runs its own event loop: loop-bound objects must not leak between tests.
     channel_layers.backends.clear()
     upstream.client_for.cache_clear()
+    throttle_forget()  # user ids are reused between tests
     # Rules rolled back with a test's transaction send no signal: forget them.
     screening.rules_forget()
     yield
@@ -109,12 +112,22 @@ class Socket:
 
 
 async def open_socket(
-    conversation: Any, user: Any | None, *, origin: bytes = ORIGIN, query: str = ""
+    conversation: Any,
+    user: Any | None,
+    *,
+    origin: bytes = ORIGIN,
+    query: str = "",
+    host: bytes = HOST,
+    cookie: bytes | None = None,
 ) -> tuple[bool, Socket]:
+    """A socket to a conversation as a page of `origin` opens it on `host`, with the
+    user's session (a new one, or `cookie`)."""
     from chatsite.asgi import application
 
-    headers = [(b"origin", origin)]
-    if user is not None:
+    headers = [(b"origin", origin), (b"host", host)]
+    if cookie is not None:
+        headers.append((b"cookie", cookie))
+    elif user is not None:
         headers.append((b"cookie", await sync_to_async(session_cookie)(user)))
     communicator = WebsocketCommunicator(
         application, f"/ws/conversations/{conversation.public_id}/{query}", headers=headers

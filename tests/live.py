@@ -25,6 +25,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Runs `python <the rest of argv>` with SIGINT ignored, the way a non-interactive shell
+# starts a background job (`cmd &` in a script; a CI runner that starts its steps so passes
+# it on to everything below): SIG_IGN survives exec, a Python-level handler would not.
+_WITH_SIGINT_IGNORED = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -33,9 +41,18 @@ def free_port() -> int:
 
 
 class LiveSite:
-    def __init__(self, tmp_path: Path, env: dict[str, str] | None = None, *, name: str = "site"):
+    def __init__(
+        self,
+        tmp_path: Path,
+        env: dict[str, str] | None = None,
+        *,
+        name: str = "site",
+        sigint_ignored: bool = False,
+    ):
         self.tmp_path = tmp_path
         self.name = name
+        # Start daphne with SIGINT ignored, as a background job of a script would be.
+        self.sigint_ignored = sigint_ignored
         self.db_path = tmp_path / "site.sqlite3"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -60,9 +77,12 @@ class LiveSite:
 
     def start(self) -> LiveSite:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        python = [sys.executable]
+        if self.sigint_ignored:
+            python += ["-c", _WITH_SIGINT_IGNORED]
         self.process = subprocess.Popen(
             [
-                sys.executable,
+                *python,
                 "-m",
                 "daphne",
                 "-b",

@@ -54,7 +54,7 @@ def test_list_pages_use_a_bounded_number_of_queries(
             assert big_site.get(page).status_code == 200
 
 
-def test_filters_and_search_by_user_title_and_text(big_site: Client) -> None:
+def test_filters_and_search_by_user_and_title(big_site: Client) -> None:
     flagged = big_site.get("/admin/conversations/conversation/?flagged=open").content.decode()
     assert "Chat number 7<" in flagged
     assert "Chat number 8<" not in flagged
@@ -64,6 +64,4 @@ def test_filters_and_search_by_user_title_and_text(big_site: Client) -> None:
     assert "Chat number 9999<" in by_user  # user19's newest
     assert "Chat number 9998<" not in by_user
     by_text = big_site.get("/admin/conversations/conversation/?q=zebras").content.decode()
-    assert "Chat number 299<" in by_text  # the newest of those that mention zebras
-    assert "Chat number 9000<" not in by_text
-    assert "about zebras" not in by_text  # titles only: reading text asks for a reason
+    assert "Chat number 299<" not in by_text  # message text: its own page, asks for a reason

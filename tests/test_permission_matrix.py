@@ -34,6 +34,10 @@ MATRIX = {
     "/admin/conversations/conversation/": [LOGIN, LOGIN, NO, NO, OK],
     "/admin/conversations/conversation/{conversation}/change/": [LOGIN, LOGIN, NO, NO, OK],
     "/admin/conversations/message/{message}/change/": [LOGIN, LOGIN, NO, NO, OK],
+    # The reason is posted, never sent in a GET: those who may open the page get 405.
+    "/admin/conversations/conversation/{conversation}/reason/": [LOGIN, LOGIN, NO, NO, 405],
+    "/admin/conversations/message/{message}/reason/": [LOGIN, LOGIN, NO, NO, 405],
+    "/admin/conversations/conversation/text-search/": [LOGIN, LOGIN, NO, NO, OK],
     "/admin/auth/user/": [LOGIN, LOGIN, NO, NO, OK],
     "/admin/overview/": [LOGIN, LOGIN, NO, NO, OK],
 }
@@ -126,3 +130,30 @@ def test_flags_cannot_be_resolved_without_permission(role: str, world: dict[str,
         "/admin/moderation/flag/", {"action": "hide_message", "_selected_action": [world["flag"]]}
     )
     assert Flag.objects.get().status == "open"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_only_who_may_view_conversations_give_reasons_or_search_their_text(
+    role: str, world: dict[str, object]
+) -> None:
+    client = _client(role, world)
+    reasons = [
+        f"/admin/conversations/conversation/{world['conversation']}/reason/",
+        f"/admin/conversations/message/{world['message']}/reason/",
+    ]
+    responses = [client.post(page, {"access_reason": "curious"}) for page in reasons]
+    responses.append(
+        client.post(
+            "/admin/conversations/conversation/text-search/",
+            {"words": "secret", "access_reason": "curious"},
+        )
+    )
+    logged = AccessLog.objects.exclude(reason="r").count()
+    if role == "superuser":
+        assert [r.status_code for r in responses] == [303, 303, OK]
+        assert logged == 3
+    else:
+        for response in responses:
+            assert response.status_code in (LOGIN, NO)
+            assert b"secret" not in response.content
+        assert logged == 0

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
+from chatsite import lifecycle
 from tests.fake_openai import FakeUpstream, Stream
 from tests.live import LiveSite, SiteClient
 
@@ -46,14 +49,14 @@ def pieces_in(content: str) -> int:
     return content.count(" ")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_graceful_shutdown_saves_the_partial_answer_as_interrupted(
-    fake_server: FakeUpstream, tmp_path: Path, sig: int
+def assert_a_signal_mid_answer_saves_it(
+    fake_server: FakeUpstream, tmp_path: Path, sig: int, *, sigint_ignored: bool = False
 ) -> None:
     fake_server.reset()
     fake_server.enqueue(Stream(PIECES, interval=0.02))
     # Checkpoints far apart: what is saved must come from the shutdown, not a checkpoint.
-    site = LiveSite(tmp_path, env_for(fake_server, CHATSITE_CHECKPOINT_INTERVAL="60"))
+    env = env_for(fake_server, CHATSITE_CHECKPOINT_INTERVAL="60")
+    site = LiveSite(tmp_path, env, sigint_ignored=sigint_ignored)
     site.migrate()
     site.start()
     client = SiteClient(site.base)
@@ -71,6 +74,86 @@ def test_graceful_shutdown_saves_the_partial_answer_as_interrupted(
     assert "restarted" in error
     assert pieces_in(content) >= sent_at_signal - 3  # everything received was kept
     assert log.wait_closed(2.0)  # and the upstream was hung up on
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_graceful_shutdown_saves_the_partial_answer_as_interrupted(
+    fake_server: FakeUpstream, tmp_path: Path, sig: int
+) -> None:
+    assert_a_signal_mid_answer_saves_it(fake_server, tmp_path, sig)
+
+
+def test_sigint_saves_the_partial_answer_even_when_daphne_inherited_sigint_ignored(
+    fake_server: FakeUpstream, tmp_path: Path
+) -> None:
+    # A background job of a script (and so a CI step started that way) begins with SIGINT
+    # ignored; Twisted then leaves SIGINT alone and, before the fix, the signal was
+    # discarded: no shutdown, the answer streamed on until the test killed daphne.
+    assert_a_signal_mid_answer_saves_it(fake_server, tmp_path, signal.SIGINT, sigint_ignored=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_as_soon_as_the_site_answers_shuts_it_down_gracefully(
+    tmp_path: Path, sig: int
+) -> None:
+    # The site answering is what every live test waits for: by then both signals must
+    # already lead to the graceful shutdown, with no request made yet.
+    site = LiveSite(tmp_path)
+    site.migrate()
+    site.start()
+    assert site.stop(sig, wait=60) == 0, site.log()
+    assert "shutting down: saving answers still being written" in site.log()
+
+
+class FakeReactor:
+    """Twisted's reactor as far as its signal handlers go."""
+
+    def sigInt(self, number: int, frame: FrameType | None = None) -> None:
+        raise AssertionError("never called")
+
+    def sigTerm(self, number: int, frame: FrameType | None = None) -> None:
+        raise AssertionError("never called")
+
+
+@pytest.fixture
+def signal_handlers() -> Iterator[None]:
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.usefixtures("signal_handlers")
+@pytest.mark.parametrize("inherited", [signal.SIG_IGN, signal.SIG_DFL, signal.default_int_handler])
+def test_sigint_gets_the_reactors_handler_whatever_the_process_inherited(
+    inherited: signal.Handlers,
+) -> None:
+    reactor = FakeReactor()
+    signal.signal(signal.SIGTERM, reactor.sigTerm)  # Twisted handles signals
+    signal.signal(signal.SIGINT, inherited)
+    assert lifecycle.sigint_like_sigterm(reactor)
+    assert signal.getsignal(signal.SIGINT) == reactor.sigInt
+
+
+@pytest.mark.usefixtures("signal_handlers")
+def test_a_sigint_handler_someone_chose_is_left_alone() -> None:
+    reactor = FakeReactor()
+
+    def debugger(number: int, frame: FrameType | None) -> None:
+        raise AssertionError("never called")
+
+    signal.signal(signal.SIGTERM, reactor.sigTerm)
+    signal.signal(signal.SIGINT, debugger)
+    assert not lifecycle.sigint_like_sigterm(reactor)
+    assert signal.getsignal(signal.SIGINT) is debugger
+
+
+@pytest.mark.usefixtures("signal_handlers")
+def test_sigint_is_left_alone_when_daphne_handles_no_signals() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # daphne run with signal_handlers=False
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    assert not lifecycle.sigint_like_sigterm(FakeReactor())
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 
 
 def test_after_a_hard_kill_a_restart_marks_the_answer_interrupted(

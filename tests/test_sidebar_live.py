@@ -53,18 +53,24 @@ async def test_the_home_page_socket_hears_the_users_conversations_and_no_one_els
     from channels.testing import WebsocketCommunicator
 
     from chatsite.asgi import application
-    from tests.conftest import ORIGIN, session_cookie
+    from tests.conftest import HOST, ORIGIN, session_cookie
 
     fake.enqueue(Stream(["Some ", "answer."], interval=0.05))
     user = await sync_to_async(make_user)()
     conversation = await conversation_for(user)
 
-    anonymous = WebsocketCommunicator(application, "/ws/me/", headers=[(b"origin", ORIGIN)])
+    anonymous = WebsocketCommunicator(
+        application, "/ws/me/", headers=[(b"origin", ORIGIN), (b"host", HOST)]
+    )
     assert not (await anonymous.connect())[0]
     home = WebsocketCommunicator(
         application,
         "/ws/me/",
-        headers=[(b"origin", ORIGIN), (b"cookie", await sync_to_async(session_cookie)(user))],
+        headers=[
+            (b"origin", ORIGIN),
+            (b"host", HOST),
+            (b"cookie", await sync_to_async(session_cookie)(user)),
+        ],
     )
     assert (await home.connect())[0]
 

@@ -60,6 +60,17 @@ def test_exporting_a_users_data_asks_for_a_reason_and_logs_it(setup: tuple[Clien
     assert entry.reason == "Export of all data: Court order 7"
 
 
+def test_the_export_runs_only_from_a_post(setup: tuple[Client, Any]) -> None:
+    client, target = setup
+    response = client.get(
+        "/admin/auth/user/",
+        {"action": "export_user_data", "_selected_action": target.pk, "access_reason": "x"},
+    )
+    assert not response.streaming
+    assert response.get("Content-Type", "").startswith("text/html")
+    assert not AccessLog.objects.exists()
+
+
 def test_deleting_a_users_data_needs_a_confirmation(setup: tuple[Client, Any]) -> None:
     client, target = setup
     url = "/admin/auth/user/"

@@ -175,3 +175,48 @@ async def test_new_conversation_past_the_rate_limit_is_refused_and_leaves_nothin
     assert "1 message a minute. Try again in" in second.content.decode()
     assert "two" in second.content.decode()  # what was typed is kept in the form
     assert await Conversation.objects.acount() == 1
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "1|2026-01-01T00:00:00+00:00|99999999999999999999999",
+        "0|0001-01-01T00:00:00+14:00|5",
+        "0|9999-12-31T23:59:59-14:00|5",
+        "0|2026-01-01T00:00:00|5",  # no offset
+        "x",
+        "1|2|3|4",
+    ],
+)
+def test_a_forged_sidebar_cursor_gives_an_empty_page_not_an_error(cursor: str) -> None:
+    client = logged_in(make_user())
+    response = client.get("/conversations/sidebar/", {"after": cursor})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("message_id", ["1e999", "99999999999999999999999", "-3", "nan"])
+def test_a_report_of_a_forged_message_id_is_a_clear_error(message_id: str) -> None:
+    user = make_user()
+    conversation = services.conversation_create(owner=user, model="m")
+    response = logged_in(user).post(
+        f"/conversations/{conversation.public_id}/report/",
+        {"message_id": message_id, "category": "other"},
+    )
+    assert response.status_code == 422
+    assert "does not exist" in response.content.decode()
+
+
+def test_a_loop_of_reports_is_slowed_down() -> None:
+    user = make_user()
+    conversation = services.conversation_create(owner=user, model="m")
+    client = logged_in(user)
+    statuses = [
+        client.post(
+            f"/conversations/{conversation.public_id}/report/", {"category": "other"}
+        ).status_code
+        for _ in range(10)
+    ]
+    assert statuses[:5] == [200] * 5
+    assert 429 in statuses[5:]
+    refused = client.post(f"/conversations/{conversation.public_id}/report/", {"category": "x"})
+    assert "Try again in" in refused.content.decode()

@@ -1,4 +1,5 @@
-"""Delete conversations with no activity for N days (retention). For cron, e.g. daily:
+"""Delete conversations with no activity for N days (retention), and what abandoned imports
+left behind. For cron, e.g. daily:
 
 15 3 * * *  cd /srv/chatsite && .venv/bin/python manage.py purge_conversations
 """
@@ -28,6 +29,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not options["dry_run"]:
+            # Whatever the retention: imports whose process died mid-way leave hidden rows.
+            abandoned = services.import_job_cleanup()
+            if abandoned:
+                self.stdout.write(f"{abandoned} abandoned import(s) cleaned up.")
         days = options["days"] if options["days"] is not None else settings.CHATSITE_RETENTION_DAYS
         if days < 0:
             raise CommandError("--days must be 0 (keep everything) or more.")
