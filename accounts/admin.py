@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from conversations import generation
+from conversations.streaming import broadcast
 from moderation.access import RecordAdminMixin
 
 from . import (
@@ -83,7 +83,7 @@ class SuspensionAdmin(admin.ModelAdmin):
         )
         obj.pk = suspension.pk
         # Within seconds, not at their next click: sockets close, answers stop.
-        async_to_sync(generation.user_kick)(user_id=obj.user_id)
+        async_to_sync(broadcast.user_kick)(user_id=obj.user_id)
 
     @admin.action(description="Lift the selected suspensions", permissions=["change"])
     def lift(self, request: HttpRequest, queryset: QuerySet[Suspension]) -> None:

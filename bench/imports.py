@@ -47,8 +47,9 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connections, transaction  # noqa: E402
 
 from bench import import_files  # noqa: E402
-from conversations import portability, services  # noqa: E402
+from conversations import services  # noqa: E402
 from conversations.models import Conversation, ImportJob  # noqa: E402
+from conversations.portability import parsing, reading, writing  # noqa: E402
 
 
 def _ms(seconds: float) -> str:
@@ -99,9 +100,9 @@ def _import_meanwhile(
 ) -> dict[str, Any]:
     upload = io.BytesIO(data)
     began = time.perf_counter()
-    totals = portability.import_check(upload)
+    totals = parsing.import_check(upload)
     checked = time.perf_counter() - began
-    job = services.import_job_create(owner=owner, totals=totals)
+    job = writing.import_job_create(owner=owner, totals=totals)
     done = threading.Event()
     result: dict[str, Any] = {}
 
@@ -111,9 +112,9 @@ def _import_meanwhile(
                 began = time.perf_counter()
                 if one_transaction:  # as imports were written before
                     with transaction.atomic():
-                        services.import_job_run(job=job, upload=upload)
+                        writing.import_job_run(job=job, upload=upload)
                 else:
-                    services.import_job_run(job=job, upload=upload)
+                    writing.import_job_run(job=job, upload=upload)
                 result["written"] = time.perf_counter() - began
                 result["holds"] = holds
         finally:
@@ -141,8 +142,8 @@ def _refusal(data: bytes) -> tuple[float, int, int, str]:
 
     def refuse() -> str:
         try:
-            portability.import_check(Counting(data))
-        except portability.ImportRefused as exc:
+            parsing.import_check(Counting(data))
+        except reading.ImportRefused as exc:
             return str(exc)
         return "(accepted!)"
 

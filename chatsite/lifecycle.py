@@ -37,15 +37,15 @@ def install() -> bool:
         return False  # not under daphne: the supervisor starts with the first socket
     from twisted.internet import defer, reactor
 
-    from conversations import generation
+    from conversations.streaming import supervisor
 
     def on_start() -> None:
         # Twisted fires "startup" just before the asyncio loop spins: start from inside it.
-        reactor._asyncioEventloop.call_soon(generation.supervisor_ensure)  # type: ignore[attr-defined,unused-ignore]
+        reactor._asyncioEventloop.call_soon(supervisor.supervisor_ensure)  # type: ignore[attr-defined,unused-ignore]
 
     def before_shutdown() -> defer.Deferred[int]:
         log.info("shutting down: saving answers still being written")
-        return defer.Deferred.fromFuture(asyncio.ensure_future(generation.shutdown()))
+        return defer.Deferred.fromFuture(asyncio.ensure_future(supervisor.shutdown()))
 
     # "during startup" triggers run in order: Twisted's own (which installs its signal
     # handlers) was added when the reactor was made, so this one runs right after it.

@@ -9,7 +9,7 @@ def _signed_out(request: Any = None, **kwargs: Any) -> None:
     if session_key:
         from asgiref.sync import async_to_sync
 
-        from .generation import session_close
+        from .streaming.broadcast import session_close
 
         async_to_sync(session_close)(session_key=session_key)
 

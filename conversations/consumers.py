@@ -1,14 +1,14 @@
-"""The conversation websocket: socket <-> generation, through the channel layer.
+"""The conversation websocket: socket <-> answers, through the channel layer.
 
 The consumer only orchestrates. It authorises the socket, turns client frames into calls
-of `generation` and relays the conversation group's frames to the browser. It never runs
+of `streaming.turns` and relays the conversation group's frames to the browser. It never runs
 a stream itself: Channels handles one message of a consumer at a time, so a stream inside
 receive() would make Stop wait for the end of the answer.
 
 Joining while an answer streams: the socket joins the group first, then asks the running
 generation (wherever it runs) for a snapshot of the text published so far. Frames that
 arrive before the snapshot are held back and only those newer than it are relayed, so the
-reader sees no text twice and none missing.
+reader sees no text twice and none missing (`streaming.frames.FrameOrder` decides).
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ from django.core.exceptions import ValidationError
 from accounts.selectors import suspension_current
 from chatsite.throttle import slow_down_text, socket_admit, socket_release, throttle_wait
 
-from . import fragments, generation, selectors
+from . import fragments, selectors
 from .models import Conversation, Message
 from .services import ConversationBusy, NotRetryable, RateLimited, VersionRefused
+from .streaming import frames, turns
+from .streaming.supervisor import supervisor_ensure
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +44,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     user_group: str = ""
     session_group: str = ""
     counted: int | None = None  # the user whose open sockets this one counts among
-    awaiting_snapshot: int | None = None
-    held_frames: list[dict[str, Any]]
-    frame_seqs: dict[int, int]  # per streaming answer, the number of the last frame sent
+    order: frames.FrameOrder
     snapshot_timer: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        self.held_frames = []
-        self.frame_seqs = {}
+        self.order = frames.FrameOrder()
         user = self.scope.get("user")
         public_id = self.scope["url_route"]["kwargs"]["public_id"]
         conversation = await database_sync_to_async(self._authorised_conversation)(user, public_id)
@@ -63,14 +62,13 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         self.counted = conversation.owner_id
         self.conversation = conversation
-        generation.supervisor_ensure()
-        self.group = generation.group_name(conversation)
+        supervisor_ensure()
         # Join before looking at the database, so no frame can fall in between.
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        self.user_group = generation.user_group_name(conversation.owner_id)
-        await self.channel_layer.group_add(self.user_group, self.channel_name)
-        self.session_group = generation.session_group_name(self.scope["session"].session_key)
-        await self.channel_layer.group_add(self.session_group, self.channel_name)
+        self.group = frames.conversation_group(conversation.public_id.hex)
+        self.user_group = frames.user_group(conversation.owner_id)
+        self.session_group = frames.session_group(self.scope["session"].session_key)
+        for group in (self.group, self.user_group, self.session_group):
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         await self._catch_up()
 
@@ -81,7 +79,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             f"You have {settings.CHATSITE_MAX_SOCKETS_PER_USER} pages of this site open. "
             "Close some of them, then reload this one."
         )
-        await self.close(code=4429)
+        await self.close(code=frames.CLOSE_TOO_MANY)
 
     async def disconnect(self, code: int) -> None:
         if self.counted is not None:
@@ -90,9 +88,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if self.snapshot_timer is not None:
             self.snapshot_timer.cancel()
         if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            await self.channel_layer.group_discard(self.user_group, self.channel_name)
-            await self.channel_layer.group_discard(self.session_group, self.channel_name)
+            for group in (self.group, self.user_group, self.session_group):
+                await self.channel_layer.group_discard(group, self.channel_name)
         # The answer goes on without us: a generation never belongs to a socket.
 
     # --- client frames ------------------------------------------------------------------
@@ -154,41 +151,36 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _session_ended(self) -> None:
         await self._error("Your session has ended. Sign in again to continue.")
-        await self.close(code=4401)
+        await self.close(code=frames.CLOSE_SIGNED_OUT)
 
     async def _start(self, action: str, frame: dict[str, Any]) -> None:
         assert self.conversation is not None
         key = frame.get("client_key")
         key = key if isinstance(key, str) else ""
         server = self.scope.get("server")
+        message_id = frame.get("message_id")
         try:
             if action in ("send", "edit"):
-                await generation.generation_begin(
+                await turns.turn_send(
                     conversation=self.conversation,
-                    text=frame.get("message"),  # type: ignore[arg-type]  # cleaned in services
+                    text=frame.get("message"),  # cleaned in services
                     server=server,
                     client_key=key,
-                    edit_of=frame.get("message_id") if action == "edit" else None,
+                    edit_of=message_id if action == "edit" else None,
                     allowed=self._still_signed_in,
                 )
             elif action == "version":
-                await generation.conversation_show_version(
-                    conversation=self.conversation, message_id=frame.get("message_id")
-                )
+                await turns.version_show(conversation=self.conversation, message_id=message_id)
                 return
             elif action == "retry":
-                await generation.generation_retry(
-                    conversation=self.conversation,
-                    message_id=frame.get("message_id"),
-                    server=server,
+                await turns.turn_retry(
+                    conversation=self.conversation, message_id=message_id, server=server
                 )
             else:
-                await generation.generation_continue(
-                    conversation=self.conversation,
-                    message_id=frame.get("message_id"),
-                    server=server,
+                await turns.turn_continue(
+                    conversation=self.conversation, message_id=message_id, server=server
                 )
-        except generation.NotAllowed:
+        except turns.NotAllowed:
             await self._session_ended()
             return
         except ValidationError as exc:
@@ -202,15 +194,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _stop(self) -> None:
         assert self.conversation is not None
-        if generation.generation_stop_here(conversation=self.conversation):
-            return
-        answer = await database_sync_to_async(selectors.message_get_streaming)(
-            conversation=self.conversation
-        )
-        if answer is None:
+        if not await turns.turn_stop(conversation=self.conversation):
             await self._error("There is no answer being written to stop.")
-            return
-        await generation.generation_stop(answer=answer)
 
     async def _error(self, text: str) -> None:
         await self.send(text_data=fragments.feedback_html(error=text))
@@ -226,14 +211,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             # unlocked composer.
             await self._send_saved_state()
             return
-        self.awaiting_snapshot = answer.pk
-        self.held_frames = []
+        self.order.await_snapshot(answer.pk)
         await self._request_snapshot(answer)
 
     async def _request_snapshot(self, answer: Message) -> None:
         await self.channel_layer.send(
-            answer.generation_channel,
-            {"type": "generation.snapshot", "reply_to": self.channel_name},
+            answer.generation_channel, frames.snapshot_request(reply_to=self.channel_name)
         )
         self.snapshot_timer = asyncio.create_task(self._snapshot_deadline(answer.pk))
 
@@ -265,50 +248,34 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         (reconnects are refused)."""
         if event.get("html"):
             await self.send(text_data=event["html"])
-        await self.close(code=event.get("code", 4403))
+        await self.close(code=event.get("code", frames.CLOSE_SUSPENDED))
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
-        message_id = event["message_id"]
-        if self.awaiting_snapshot == message_id:
-            if not event["final"]:
-                self.held_frames.append(event)
-                return
-            self._end_wait()  # a final frame is a whole message: it replaces everything
-        elif message_id and not event["final"] and self._missed_before(event):
-            # A frame of this answer went missing on the way (a reader that fell behind,
-            # Redis restarting): the next ones would append to the wrong text. Bring the
-            # answer as it is now, then what follows it.
+        action = self.order.on_frame(event)
+        if action is frames.Action.HOLD:
+            return
+        if action is frames.Action.HEAL:
             await self._heal(event)
             return
-        if message_id:
-            self._seen_frame(event)
+        if not self.order.awaiting and self.snapshot_timer is not None:
+            self._cancel_timer()  # a final frame ended the wait
         await self.send(text_data=event["html"])
         if event.get("gone"):  # the conversation was deleted: nothing more will come
-            await self.close(code=4404)
+            await self.close(code=frames.CLOSE_GONE)
 
     async def chat_snapshot(self, event: dict[str, Any]) -> None:
-        if self.awaiting_snapshot != event["message_id"]:
+        newer = self.order.on_snapshot(event)
+        if newer is None:
             return  # late: a final frame has already said everything
-        held = [f for f in self.held_frames if f["seq"] > event["seq"]]
-        self._end_wait()
-        self.frame_seqs[event["message_id"]] = event["seq"]
+        self._cancel_timer()
         await self.send(text_data=event["html"])
-        for frame in held:
+        for frame in newer:
             await self.chat_frame(frame)  # in order; a gap among them is healed again
 
-    def _missed_before(self, event: dict[str, Any]) -> bool:
-        # Frames of one answer are numbered from its announcement (0); a page that joined
-        # later starts from its snapshot's number.
-        last = self.frame_seqs.get(event["message_id"])
-        return event["seq"] != (0 if last is None else last + 1)
-
-    def _seen_frame(self, event: dict[str, Any]) -> None:
-        if event["final"]:
-            self.frame_seqs.pop(event["message_id"], None)
-        else:
-            self.frame_seqs[event["message_id"]] = event["seq"]
-
     async def _heal(self, event: dict[str, Any]) -> None:
+        # A frame of this answer went missing on the way (a reader that fell behind,
+        # Redis restarting): the next ones would append to the wrong text. Bring the
+        # answer as it is now, then what follows it.
         assert self.conversation is not None
         answer = await database_sync_to_async(selectors.message_get_streaming)(
             conversation=self.conversation
@@ -316,21 +283,19 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if answer is None or answer.pk != event["message_id"]:
             return  # it has just ended: its final frame, a whole message, is on its way
         log.info("frames of answer %s were missed; fetching a snapshot", answer.pk)
-        self.awaiting_snapshot = answer.pk
-        self.held_frames = [event]
+        self.order.await_snapshot(answer.pk, held=[event])
         await self._request_snapshot(answer)
 
     async def snapshot_timeout(self, event: dict[str, Any]) -> None:
-        if self.awaiting_snapshot != event["message_id"]:
+        if self.order.awaiting != event["message_id"]:
             return
         # No generation answered: it died with its process. Show what was saved.
         log.warning("no snapshot for streaming answer %s", event["message_id"])
-        self._end_wait()
+        self.order.end_wait()
+        self._cancel_timer()
         await self._send_saved_state()
 
-    def _end_wait(self) -> None:
-        self.awaiting_snapshot = None
-        self.held_frames = []
+    def _cancel_timer(self) -> None:
         if self.snapshot_timer is not None:
             self.snapshot_timer.cancel()
             self.snapshot_timer = None
@@ -353,12 +318,12 @@ class UserConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         if not socket_admit(key=user.pk, cap=settings.CHATSITE_MAX_SOCKETS_PER_USER):
-            await self.close(code=4429)  # nothing on this page to explain it with
+            await self.close(code=frames.CLOSE_TOO_MANY)  # no composer to explain it with
             return
         self.counted = user.pk
-        self.user_group = generation.user_group_name(user.pk)
+        self.user_group = frames.user_group(user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
-        self.session_group = generation.session_group_name(self.scope["session"].session_key)
+        self.session_group = frames.session_group(self.scope["session"].session_key)
         await self.channel_layer.group_add(self.session_group, self.channel_name)
         await self.accept()
 
@@ -377,4 +342,4 @@ class UserConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=event["html"])
 
     async def session_end(self, event: dict[str, Any]) -> None:
-        await self.close(code=event.get("code", 4403))  # no composer here to explain it
+        await self.close(code=event.get("code", frames.CLOSE_SUSPENDED))

@@ -43,6 +43,11 @@ def message_html(
     return render_to_string(f"{PAGE}#message", context)
 
 
+def message_final_html(message: Message) -> str:
+    """An answer in its final state, and the composer unlocked."""
+    return message_html(message, is_last=True) + composer_controls_html(streaming=False)
+
+
 def message_list_html(messages: list[Message]) -> str:
     """The whole path of messages, replacing the list's content (versions switched)."""
     return render_to_string(f"{PAGE}#message_list", {"messages": messages})

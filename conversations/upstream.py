@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx2
 import jiter
 import openai
+from django.conf import settings
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
@@ -38,6 +39,28 @@ class UpstreamConfig:
 
     def __repr__(self) -> str:  # never print the key, even in a traceback's locals
         return f"UpstreamConfig(base_url={self.base_url!r}, api_key='***')"
+
+
+def configured(*, server: tuple[str, int] | None = None) -> UpstreamConfig:
+    """The upstream for new answers: the configured one, or this site's demo endpoint at
+    the address the server accepted a request on (`server`), so any port works."""
+    if settings.CHATSITE_DEMO_MODE:
+        base_url = settings.CHATSITE_DEMO_BASE_URL
+        if not base_url:
+            host, port = server or ("127.0.0.1", 8000)
+            if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind: call ourselves on loopback
+                host = "127.0.0.1"
+            base_url = f"http://{host}:{port}/demo/v1"
+        api_key = settings.CHATSITE_DEMO_API_KEY  # the demo answers only us and signed-in users
+    else:
+        base_url = settings.OPENAI_BASE_URL
+        api_key = settings.OPENAI_API_KEY or "none"  # local servers often need no key
+    return UpstreamConfig(
+        base_url=base_url,
+        api_key=api_key,
+        connect_timeout=settings.CHATSITE_UPSTREAM_CONNECT_TIMEOUT,
+        idle_timeout=settings.CHATSITE_UPSTREAM_IDLE_TIMEOUT,
+    )
 
 
 @lru_cache(maxsize=16)

@@ -1,4 +1,4 @@
-"""Pages. Views orchestrate: reads through selectors, writes through services/generation."""
+"""Pages. Views orchestrate: reads through selectors, writes through services and turns."""
 
 from __future__ import annotations
 
@@ -29,9 +29,11 @@ from chatsite.throttle import throttled
 from moderation import selectors as moderation_selectors
 from moderation import services as moderation_services
 
-from . import catalog, generation, portability, selectors, services
+from . import catalog, selectors, services, upstream
 from .fragments import PAGE
 from .models import Conversation, ImportJob
+from .portability import exports, parsing, reading, writing
+from .streaming import broadcast, turns
 
 # Cheap actions, per user and process (chatsite/throttle.py): generous for a person, a
 # wall for a loop. Reports fill the moderators' queue, so fewer of those.
@@ -141,7 +143,7 @@ def _quota_text(user: Any) -> str:
 
 
 async def _model_choices(request: HttpRequest) -> list[str]:
-    config = generation.upstream_config(server=_server_address(request))
+    config = upstream.configured(server=_server_address(request))
     return await catalog.model_choices(config=config)
 
 
@@ -173,7 +175,7 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
     if text.strip():
         server = _server_address(request)
         try:
-            await generation.generation_begin(conversation=conversation, text=text, server=server)
+            await turns.turn_send(conversation=conversation, text=text, server=server)
         except (services.RateLimited, services.ConversationBusy) as exc:
             # Nothing was saved for the message: leave no empty conversation behind either.
             await conversation.adelete()
@@ -245,7 +247,7 @@ async def conversation_rename(request: HttpRequest, public_id: str) -> HttpRespo
             return await _whole_page(request, conversation, status=422, **error)
         # 422: htmx swaps it in (see responseHandling in base.html) so the error shows.
         return await _title_area(request, conversation, status=422, **error)
-    await generation.conversation_announce_title(conversation=conversation)
+    await broadcast.conversation_announce_title(conversation=conversation)
     if not _from_htmx(request):
         return await _whole_page(request, conversation)
     return await _title_area(request, conversation)
@@ -267,7 +269,7 @@ async def conversation_flags(request: HttpRequest, public_id: str) -> HttpRespon
 @login_required
 async def conversation_delete(request: HttpRequest, public_id: str) -> HttpResponse:
     conversation = await _owned(request, public_id)
-    await generation.conversation_remove(conversation=conversation)
+    await broadcast.conversation_remove(conversation=conversation)
     if request.headers.get("HX-Request"):
         # Not a 302: the browser's XHR would follow it and htmx would swap the home page
         # into the button. htmx navigates on HX-Redirect instead.
@@ -397,20 +399,20 @@ def conversation_export(request: HttpRequest, public_id: str, kind: str) -> Http
     conversation = selectors.conversation_get(user=request.user, public_id=public_id)
     if conversation is None or kind not in ("json", "md"):
         raise Http404("No such conversation.")
-    stem = portability.file_stem(conversation)
+    stem = exports.file_stem(conversation)
     if kind == "json":
-        document = portability.conversation_document(
+        document = exports.conversation_document(
             conversation, selectors.message_all(conversation=conversation)
         )
         response = HttpResponse(
-            portability.to_json([document]), content_type="application/json; charset=utf-8"
+            exports.to_json([document]), content_type="application/json; charset=utf-8"
         )
         response["Content-Disposition"] = f'attachment; filename="{stem}.json"'
         return response
     path = selectors.message_list(conversation=conversation)
     total = len(selectors.message_all(conversation=conversation))
     response = HttpResponse(
-        portability.to_markdown(conversation, path, total),
+        exports.to_markdown(conversation, path, total),
         content_type="text/markdown; charset=utf-8",
     )
     response["Content-Disposition"] = f'attachment; filename="{stem}.md"'
@@ -433,20 +435,20 @@ def export_zip_response(user: Any) -> StreamingHttpResponse:
     """The zip of all of a user's conversations, as a streaming download (the settings
     page's export, and the admin's export of one user's data)."""
 
-    def build(batch: list[int], archive: portability.ZipStream) -> bytes:
+    def build(batch: list[int], archive: exports.ZipStream) -> bytes:
         out = b""
         for conversation, messages in selectors.conversation_batch(user=user, ids=batch):
-            stem = "conversations/" + portability.file_stem(conversation)
-            document = portability.conversation_document(conversation, messages)
-            out += archive.add(f"{stem}.json", portability.to_json([document]))
+            stem = "conversations/" + exports.file_stem(conversation)
+            document = exports.conversation_document(conversation, messages)
+            out += archive.add(f"{stem}.json", exports.to_json([document]))
             path = selectors.message_list(conversation=conversation)
-            markdown = portability.to_markdown(conversation, path, len(messages))
+            markdown = exports.to_markdown(conversation, path, len(messages))
             out += archive.add(f"{stem}.md", markdown.encode())
         return out
 
     async def stream() -> AsyncIterator[bytes]:
         ids = await sync_to_async(selectors.conversation_ids)(user=user)
-        archive = portability.ZipStream()
+        archive = exports.ZipStream()
         for start in range(0, len(ids), EXPORT_BATCH):
             chunk = await sync_to_async(build)(ids[start : start + EXPORT_BATCH], archive)
             if chunk:
@@ -471,13 +473,13 @@ async def conversation_import(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
     choices = await _model_choices(request)
 
-    def check() -> tuple[IO[bytes], portability.ImportTotals, str]:
+    def check() -> tuple[IO[bytes], parsing.ImportTotals, str]:
         upload = request.FILES.get("file")
         if upload is None:
-            raise portability.ImportRefused("Choose a file to import.")
-        copy = portability.upload_copy(upload)
+            raise reading.ImportRefused("Choose a file to import.")
+        copy = parsing.upload_copy(upload)
         try:
-            return copy, portability.import_check(copy), upload.name or ""
+            return copy, parsing.import_check(copy), upload.name or ""
         except BaseException:
             copy.close()
             raise
@@ -486,22 +488,22 @@ async def conversation_import(request: HttpRequest) -> HttpResponse:
         # CPU-bound and no database: a worker thread, off the event loop and off the
         # thread that every request's database work shares.
         copy, totals, name = await sync_to_async(check, thread_sensitive=False)()
-    except portability.ImportRefused as exc:
+    except reading.ImportRefused as exc:
         return await sync_to_async(_user_settings_page)(
             request, user, choices, status=400, import_error=str(exc)
         )
 
     def write() -> HttpResponse:
         try:
-            job = services.import_job_create(owner=user, totals=totals, name=name)
-        except portability.ImportRefused as exc:
+            job = writing.import_job_create(owner=user, totals=totals, name=name)
+        except reading.ImportRefused as exc:
             copy.close()
             return _user_settings_page(request, user, choices, status=409, import_error=str(exc))
-        if services.import_in_background(totals=totals):
-            services.import_job_launch(job=job, upload=copy)  # closes the copy when done
+        if writing.import_in_background(totals=totals):
+            writing.import_job_launch(job=job, upload=copy)  # closes the copy when done
             return _user_settings_page(request, user, choices, status=202, import_job=job)
         try:
-            job = services.import_job_run(job=job, upload=copy)
+            job = writing.import_job_run(job=job, upload=copy)
         finally:
             copy.close()
         status = 200 if job.status == ImportJob.Status.COMPLETE else 500
@@ -544,12 +546,18 @@ async def account_delete(request: HttpRequest) -> HttpResponse:
     """Delete the account and all its data, after the password is confirmed."""
     user = await request.auser()
     try:
-        await generation.user_remove(user=user, password=request.POST.get("password"))
+        await sync_to_async(services.user_password_confirm)(
+            user=user, password=request.POST.get("password")
+        )
     except ValidationError as exc:
         choices = await _model_choices(request)
         return await sync_to_async(_user_settings_page)(
             request, user, choices, status=400, delete_error=" ".join(exc.messages)
         )
+    # Its answers' partials no longer matter, but their upstream calls must end.
+    assert user.pk is not None  # signed in: login_required
+    await broadcast.user_answers_stop(user_id=user.pk)
+    await sync_to_async(services.user_delete)(user=user)
     await sync_to_async(logout)(request)
     return HttpResponseRedirect(reverse("login"))
 

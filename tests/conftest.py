@@ -14,7 +14,8 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from chatsite.throttle import throttle_forget
-from conversations import generation, services, upstream
+from conversations import services, upstream
+from conversations.streaming import generation
 from moderation import screening
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from conversations import services
+from conversations import services, turn_services
 from conversations.models import Conversation, Message
 from moderation import access
 from moderation.models import AccessLog, Flag
@@ -34,7 +34,7 @@ def boss() -> Client:
 
 def _chat(owner: Any, title: str, text: str) -> Conversation:
     conversation = services.conversation_create(owner=owner, model="m", title=title)
-    turn = services.turn_start(conversation=conversation, text=text, generation_channel="c")
+    turn = turn_services.turn_start(conversation=conversation, text=text, generation_channel="c")
     services.message_finalize(message_id=turn.answer.pk, content="noted", status="complete")
     return conversation
 

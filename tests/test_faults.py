@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from conversations.models import Message
 from tests.conftest import API_KEY, make_user, open_socket
 from tests.fake_openai import Error, FakeUpstream, Hang, Stream
-from tests.frames import norm, text_of
+from tests.frames import PageView, norm, text_of
 from tests.test_consumers import answer, conversation_for, final_frame, messages_of
 
 pytestmark = [
@@ -259,6 +259,31 @@ async def test_retry_makes_a_new_answer_and_keeps_the_old_one(
     assert [(m.status, m.content) for m in answers] == [("error", ""), ("complete", "second try")]
     assert answers[1].parent_id == answers[0].parent_id
     assert fake.completions()[-1].body["messages"] == [{"role": "user", "content": "question"}]
+    await socket.close()
+
+
+async def test_continue_never_shows_text_twice_while_it_streams(fake: FakeUpstream) -> None:
+    """Stopped mid-paragraph, then continued: the unfinished paragraph showed twice until
+    the answer ended. The page is read after every frame, not only at the end."""
+    more = [f"more{i} " for i in range(40)]
+    fake.enqueue(Stream(PIECES, drop_after=6), Stream(more, interval=0.01))
+    _, conversation, socket = await ask("tell me")
+    await socket.receive_until(final_frame)
+    partial = await answer(conversation)
+    socket.frames.clear()
+    await socket.send_json({"action": "continue", "message_id": partial.pk})
+    await socket.receive_until(final_frame)
+    saved = await answer(conversation)
+    assert norm(saved.content) == norm("".join(PIECES[:6]) + "".join(more))
+    page = PageView(saved.pk)
+    seen = []
+    for frame in socket.frames:
+        page.apply(frame)
+        if page.text:
+            assert norm(saved.content).startswith(page.text), (page.text, frame)
+            seen.append(page.text)
+    assert len(set(seen)) > 3  # it grew over several frames, each checked
+    assert seen[0].startswith(norm("".join(PIECES[:6])))  # the kept text from the start
     await socket.close()
 
 

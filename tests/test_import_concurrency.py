@@ -15,8 +15,9 @@ import pytest
 from django.db import connections
 
 from bench import import_files
-from conversations import portability, selectors, services
+from conversations import selectors, services
 from conversations.models import ImportJob, Message
+from conversations.portability import parsing, writing
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)  # threads need committed rows
@@ -51,7 +52,7 @@ def test_another_users_write_waits_briefly_while_a_large_import_is_written() -> 
     alice, bob = make_user("alice"), make_user("bob")
     data = import_files.chatsite_export(5, 10_000, words=4)
     upload = io.BytesIO(data)
-    totals = portability.import_check(upload)
+    totals = parsing.import_check(upload)
     assert (totals.conversations, totals.messages) == (5, 50_000)
 
     def bob_writes() -> float:
@@ -61,20 +62,20 @@ def test_another_users_write_waits_briefly_while_a_large_import_is_written() -> 
 
     idle = _in_thread(lambda: [bob_writes() for _ in range(20)])
 
-    job = services.import_job_create(owner=alice, totals=totals, name="big.json")
-    services.import_job_launch(job=job, upload=upload)
+    job = writing.import_job_create(owner=alice, totals=totals, name="big.json")
+    writing.import_job_launch(job=job, upload=upload)
 
     def meanwhile() -> tuple[list[float], set[int]]:
         waits: list[float] = []
         seen: set[int] = set()
-        while not services.import_job_wait(job_id=job.pk, timeout=0.05):
+        while not writing.import_job_wait(job_id=job.pk, timeout=0.05):
             waits.append(bob_writes())
             # Alice sees nothing of her import while it is written.
             seen.add(len(selectors.conversation_list(user=alice)))
         return waits, seen
 
     busy, seen = _in_thread(meanwhile)
-    assert services.import_job_wait(job_id=job.pk, timeout=300)
+    assert writing.import_job_wait(job_id=job.pk, timeout=300)
     job.refresh_from_db()
     assert job.status == ImportJob.Status.COMPLETE, job.error
     assert job.messages_done == 50_000
@@ -100,7 +101,7 @@ def test_another_users_write_waits_briefly_while_a_long_history_is_deleted() -> 
     seconds, and everyone else's writes waited."""
     alice, bob = make_user("alice"), make_user("bob")
     data = import_files.chatsite_export(5, 10_000, words=4)
-    job = services.conversation_import(owner=alice, upload=io.BytesIO(data), name="big.json")
+    job = writing.conversation_import(owner=alice, upload=io.BytesIO(data), name="big.json")
     assert job.status == ImportJob.Status.COMPLETE, job.error
 
     def bob_writes() -> float:

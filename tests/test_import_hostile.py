@@ -18,8 +18,8 @@ from django.test import Client
 
 from bench import import_files
 from chatsite.throttle import throttle_forget
-from conversations import portability
 from conversations.models import Conversation, ImportJob, Message
+from conversations.portability import parsing, reading
 from tests.conftest import make_user
 from tests.test_portability import CHATGPT
 
@@ -158,8 +158,8 @@ def _outcome(data: bytes) -> str | None:
     """None when the file imports, else the sentence that refuses it; any other
     exception fails the test."""
     try:
-        drafts = list(portability.import_drafts(io.BytesIO(data)))
-    except portability.ImportRefused as exc:
+        drafts = list(parsing.import_drafts(io.BytesIO(data)))
+    except reading.ImportRefused as exc:
         message = str(exc)
         assert message.endswith("."), message
         return message

@@ -24,8 +24,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bench import import_files
-from conversations import portability, selectors, services
+from conversations import selectors, services
 from conversations.models import Conversation, ImportJob, Message
+from conversations.portability import exports, parsing, reading, writing
 from tests.conftest import make_user
 from tests.test_portability import _document, _rich_conversation
 
@@ -39,7 +40,7 @@ def _client(user: Any) -> Client:
 
 
 def _export(*conversations: Conversation) -> bytes:
-    return portability.to_json([_document(c) for c in conversations])
+    return exports.to_json([_document(c) for c in conversations])
 
 
 def _what_the_owner_sees(user: Any) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def _after_each_transaction(check: Any) -> Iterator[list[int]]:
 
 def _rows_class() -> Any:
     """The writer of rows this database uses (plain SQL on SQLite, the ORM elsewhere)."""
-    return services._SqliteRows if connection.vendor == "sqlite" else services._OrmRows
+    return writing._SqliteRows if connection.vendor == "sqlite" else writing._OrmRows
 
 
 def test_an_import_stays_hidden_from_its_owner_until_complete_then_shows_at_once(
@@ -103,7 +104,7 @@ def test_an_import_stays_hidden_from_its_owner_until_complete_then_shows_at_once
         assert job.messages_done <= job.messages_total
 
     with _after_each_transaction(check) as calls:
-        job = services.conversation_import(owner=bob, upload=io.BytesIO(data), name="x.json")
+        job = writing.conversation_import(owner=bob, upload=io.BytesIO(data), name="x.json")
     assert len(calls) > 5  # written in many transactions, checked after each
     assert hidden_public_ids  # rows existed, hidden, while the import ran
     assert job.status == ImportJob.Status.COMPLETE
@@ -124,12 +125,12 @@ def test_the_orm_writer_used_beyond_sqlite_writes_the_same_rows(
 ) -> None:
     """PostgreSQL gets the ORM writer (bulk_create, then bulk_update for parents within a
     batch and the file's dates); forced here, on SQLite, it must write the same rows."""
-    monkeypatch.setattr(services, "_SqliteRows", services._OrmRows)
+    monkeypatch.setattr(writing, "_SqliteRows", writing._OrmRows)
     settings.CHATSITE_IMPORT_BATCH_ROWS = 4
     alice = make_user("alice")
     tides = _rich_conversation(alice)
     bob = make_user("bob")
-    job = services.conversation_import(owner=bob, upload=io.BytesIO(_export(tides, tides)))
+    job = writing.conversation_import(owner=bob, upload=io.BytesIO(_export(tides, tides)))
     assert job.status == ImportJob.Status.COMPLETE
     copies = list(Conversation.objects.filter(owner=bob))
     assert len(copies) == 2
@@ -151,7 +152,7 @@ def test_a_conversation_is_written_a_thousand_rows_at_a_time_in_a_few_queries(
         transactions += 1
 
     with _after_each_transaction(count), CaptureQueriesContext(connection) as queries:
-        job = services.conversation_import(owner=bob, upload=io.BytesIO(data))
+        job = writing.conversation_import(owner=bob, upload=io.BytesIO(data))
     assert job.status == ImportJob.Status.COMPLETE
     assert transactions == 4  # 2,501 rows in three batches, then completion
     assert len(queries) < 60  # a few statements per thousand rows, not one per row
@@ -185,9 +186,9 @@ def test_a_failure_half_way_deletes_what_was_written_logs_it_and_says_why(
 
     monkeypatch.setattr(rows, "write", failing)
     with caplog.at_level(logging.ERROR, logger="conversations.imports"):
-        job = services.conversation_import(owner=bob, upload=io.BytesIO(_export(tides, tides)))
+        job = writing.conversation_import(owner=bob, upload=io.BytesIO(_export(tides, tides)))
     assert job.status == ImportJob.Status.FAILED
-    assert job.error == services.IMPORT_FAILED
+    assert job.error == writing.IMPORT_FAILED
     assert job.finished_at is not None
     # Three transactions had been committed; all of it is gone, Bob's own is not.
     assert list(Conversation.objects.filter(owner=bob).values_list("title", flat=True)) == [
@@ -201,10 +202,10 @@ def test_a_failure_half_way_deletes_what_was_written_logs_it_and_says_why(
 
 def _half_written(owner: Any, data: bytes, *, beat_age: float) -> ImportJob:
     """What a process that died mid-import leaves: a running job with hidden rows."""
-    totals = portability.import_check(io.BytesIO(data))
-    job = services.import_job_create(owner=owner, totals=totals)
-    writer = services._ImportWriter(job=job)
-    for draft in portability.import_drafts(io.BytesIO(data)):
+    totals = parsing.import_check(io.BytesIO(data))
+    job = writing.import_job_create(owner=owner, totals=totals)
+    writer = writing._ImportWriter(job=job)
+    for draft in parsing.import_drafts(io.BytesIO(data)):
         writer.add(draft)
     writer.flush()  # written, never completed
     ImportJob.objects.filter(pk=job.pk).update(
@@ -225,7 +226,7 @@ def test_a_crashed_import_is_cleaned_up_by_purge_conversations(settings: Any) ->
     assert "1 abandoned import(s) cleaned up." in out.getvalue()
     job.refresh_from_db()
     assert job.status == ImportJob.Status.FAILED
-    assert job.error == services.IMPORT_STOPPED
+    assert job.error == writing.IMPORT_STOPPED
     assert not Conversation.objects.filter(owner=bob).exists()
     assert not Message.objects.filter(conversation__owner=bob).exists()
     assert Conversation.objects.filter(owner=alice).count() == 1  # nobody else's
@@ -236,13 +237,13 @@ def test_a_live_import_is_left_alone_and_its_owner_waits_for_it() -> None:
     tides = _rich_conversation(alice)
     bob = make_user("bob")
     job = _half_written(bob, _export(tides), beat_age=5)  # beating recently: alive
-    assert services.import_job_cleanup() == 0
+    assert writing.import_job_cleanup() == 0
     assert Conversation.objects.filter(owner=bob, importing=True).exists()
     response = _client(bob).post(
         "/settings/import/", {"file": SimpleUploadedFile("again.json", _export(tides))}
     )
     assert response.status_code == 409
-    assert services.IMPORT_BUSY in response.content.decode()
+    assert writing.IMPORT_BUSY in response.content.decode()
     job.refresh_from_db()
     assert job.status == ImportJob.Status.RUNNING
 
@@ -274,7 +275,7 @@ def test_a_job_failed_by_a_sweep_stops_writing_and_deletes_its_rows(settings: An
             ImportJob.objects.filter(owner=bob).update(status=ImportJob.Status.FAILED)
 
     with _after_each_transaction(swept):
-        job = services.conversation_import(owner=bob, upload=io.BytesIO(_export(tides, tides)))
+        job = writing.conversation_import(owner=bob, upload=io.BytesIO(_export(tides, tides)))
     assert job.status == ImportJob.Status.FAILED
     assert not Conversation.objects.filter(owner=bob).exists()
 
@@ -288,7 +289,7 @@ def test_a_zip_of_the_site_s_own_export_imports_through_the_same_parser() -> Non
         archive.writestr("conversations/a.md", b"# not imported")
         archive.writestr("conversations/b.json", b"\xef\xbb\xbf" + _export(tides, tides))
     bob = make_user("bob")
-    job = services.conversation_import(owner=bob, upload=io.BytesIO(buffer.getvalue()))
+    job = writing.conversation_import(owner=bob, upload=io.BytesIO(buffer.getvalue()))
     assert job.status == ImportJob.Status.COMPLETE
     assert Conversation.objects.filter(owner=bob).count() == 3
     bad = io.BytesIO()
@@ -296,8 +297,8 @@ def test_a_zip_of_the_site_s_own_export_imports_through_the_same_parser() -> Non
         archive.writestr("good.json", _export(tides))
         archive.writestr("bad.json", b'{"format": "chatsite", "version": 1, "conversations": 5}')
     refusal = "bad.json in that archive: conversations must be a list, not the number 5."
-    with pytest.raises(portability.ImportRefused, match=refusal):
-        services.conversation_import(owner=bob, upload=io.BytesIO(bad.getvalue()))
+    with pytest.raises(reading.ImportRefused, match=refusal):
+        writing.conversation_import(owner=bob, upload=io.BytesIO(bad.getvalue()))
     assert Conversation.objects.filter(owner=bob).count() == 3
 
 
@@ -340,7 +341,7 @@ def test_a_large_upload_is_written_in_the_background_and_the_page_follows_it(
     assert "Importing big.json…" in page
     assert 'hx-trigger="every 1s"' in page
     job = ImportJob.objects.get(owner=bob)
-    assert services.import_job_wait(job_id=job.pk, timeout=120)
+    assert writing.import_job_wait(job_id=job.pk, timeout=120)
     result = client.get(f"/settings/import/{job.public_id}/").content.decode()
     assert "Imported 3 conversations." in result
     assert "hx-trigger" not in result  # done: no more polling
@@ -376,10 +377,10 @@ def test_a_background_import_that_fails_is_logged_and_leaves_nothing(
         response = client.post("/settings/import/", {"file": SimpleUploadedFile("big.json", data)})
         assert response.status_code == 202
         job = ImportJob.objects.get(owner=bob)
-        assert services.import_job_wait(job_id=job.pk, timeout=120)
+        assert writing.import_job_wait(job_id=job.pk, timeout=120)
     assert any(r.levelno == logging.ERROR and r.exc_info for r in caplog.records)
     result = client.get(f"/settings/import/{job.public_id}/").content.decode()
-    assert services.IMPORT_FAILED in result
+    assert writing.IMPORT_FAILED in result
     assert "Nothing was imported." in result
     assert not Conversation.objects.filter(owner=bob).exists()
 

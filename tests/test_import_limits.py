@@ -19,8 +19,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from bench import import_files
-from conversations import portability
 from conversations.models import Conversation
+from conversations.portability import parsing, reading
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -42,8 +42,8 @@ class Counting(io.BytesIO):
 
 
 def _refusal(upload: io.BytesIO) -> str:
-    with pytest.raises(portability.ImportRefused) as refused:
-        for _draft in portability.import_drafts(upload):
+    with pytest.raises(reading.ImportRefused) as refused:
+        for _draft in parsing.import_drafts(upload):
             pass
     return str(refused.value)
 
@@ -159,7 +159,7 @@ def _chain(nodes: int, *, cycle: bool = False) -> bytes:
 
 
 def test_a_deep_chatgpt_tree_imports_parents_first_and_a_cycle_cannot_loop() -> None:
-    [draft] = list(portability.import_drafts(io.BytesIO(_chain(10_000))))
+    [draft] = list(parsing.import_drafts(io.BytesIO(_chain(10_000))))
     assert len(draft.messages) == 10_000
     assert draft.messages[0].parent is None
     assert all(m.parent == f"n{n}" for n, m in enumerate(draft.messages[1:]))
@@ -180,9 +180,7 @@ def test_a_cycle_without_a_root_is_left_out_not_followed() -> None:
             "message": {"author": {"role": "user"}, "content": {"parts": ["hello"]}},
         },
     }
-    [draft] = list(
-        portability.import_drafts(io.BytesIO(json.dumps([{"mapping": mapping}]).encode()))
-    )
+    [draft] = list(parsing.import_drafts(io.BytesIO(json.dumps([{"mapping": mapping}]).encode())))
     assert [m.content for m in draft.messages] == ["hello"]
 
 
@@ -201,9 +199,7 @@ def test_a_wide_chatgpt_tree_keeps_every_branch_as_a_version() -> None:
             "children": [],
             "message": {"author": {"role": "assistant"}, "content": {"parts": [child]}},
         }
-    [draft] = list(
-        portability.import_drafts(io.BytesIO(json.dumps([{"mapping": mapping}]).encode()))
-    )
+    [draft] = list(parsing.import_drafts(io.BytesIO(json.dumps([{"mapping": mapping}]).encode())))
     assert len(draft.messages) == 5_001
     assert {m.parent for m in draft.messages[1:]} == {"q"}
 
@@ -216,7 +212,7 @@ def test_memory_is_bounded_by_one_conversation_not_the_file() -> None:
     def peak(data: bytes) -> int:
         tracemalloc.start()
         try:
-            portability.import_check(io.BytesIO(data))
+            parsing.import_check(io.BytesIO(data))
             return tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conversations import generation
+from conversations.streaming import generation
 
 
 def test_frames_get_coarser_with_many_answers_and_never_past_the_ceiling(

@@ -10,8 +10,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
-from conversations import catalog, generation, selectors
+from conversations import catalog, selectors
 from conversations.models import Conversation, Message
+from conversations.streaming import generation
 from tests.conftest import make_user, open_socket
 from tests.fake_openai import FakeUpstream, Stream
 from tests.test_consumers import final_frame

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from conversations import services
+from conversations import services, turn_services
 from conversations.models import Message
 from moderation.models import Flag
 from tests.conftest import make_user
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 def _flagged_answer() -> Flag:
     owner = make_user("owner")
     conversation = services.conversation_create(owner=owner, model="m", title="t")
-    turn = services.turn_start(conversation=conversation, text="q", generation_channel="c")
+    turn = turn_services.turn_start(conversation=conversation, text="q", generation_channel="c")
     services.message_finalize(
         message_id=turn.answer.pk, content="<script>x()</script> **bad** words", status="complete"
     )

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from accounts import quotas
-from conversations import services
+from conversations import services, turn_services
 from moderation.models import Flag
 from tests.conftest import make_user
 
@@ -26,7 +26,9 @@ def test_the_overview_shows_the_month_in_svg_for_superusers_only(
             user_id=user.pk, model=f"model-{n % 3}", tokens=100 + n, estimated=False
         )
     conversation = services.conversation_create(owner=boss, model="m")
-    services.turn_start(conversation=conversation, text="hi", generation_channel="c")  # streaming
+    turn_services.turn_start(
+        conversation=conversation, text="hi", generation_channel="c"
+    )  # streaming
     Flag.objects.create(conversation=conversation, subject=boss, source="report", category="x")
     client = Client()
     client.force_login(boss)

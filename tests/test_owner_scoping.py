@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from conversations import services
+from conversations import services, turn_services
 from conversations.models import Conversation, Message
 from tests.conftest import make_user
 
@@ -34,7 +34,7 @@ USER_ROUTES: list[tuple[str, str, dict[str, str]]] = [
 def victim() -> Conversation:
     owner = make_user("owner")
     conversation = services.conversation_create(owner=owner, model="m", title="secret plans")
-    turn = services.turn_start(
+    turn = turn_services.turn_start(
         conversation=conversation, text="secret words", generation_channel="c"
     )
     services.message_finalize(message_id=turn.answer.pk, content="secret answer", status="complete")

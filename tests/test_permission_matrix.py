@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from accounts.models import Quota, Suspension, UsageEvent
-from conversations import services
+from conversations import services, turn_services
 from moderation.models import AccessLog, Flag, Policy, Rule
 from tests.conftest import make_user
 
@@ -48,7 +48,7 @@ def world() -> dict[str, object]:
     boss = make_user("boss")  # first account: superuser
     owner = make_user("owner")
     conversation = services.conversation_create(owner=owner, model="m", title="secret diary")
-    turn = services.turn_start(
+    turn = turn_services.turn_start(
         conversation=conversation, text="secret words", generation_channel="c"
     )
     services.message_finalize(message_id=turn.answer.pk, content="noted", status="complete")

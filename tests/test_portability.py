@@ -13,8 +13,9 @@ from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from conversations import portability, selectors, services
+from conversations import selectors, services, turn_services
 from conversations.models import Conversation, Message
+from conversations.portability import exports
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -32,18 +33,18 @@ def _rich_conversation(owner: Any) -> Conversation:
     conversation = services.conversation_create(
         owner=owner, model="m1", title="Tides", system_prompt="Be brief."
     )
-    first = services.turn_start(
+    first = turn_services.turn_start(
         conversation=conversation, text="Why tides?", generation_channel="c"
     )
     _finish(first.answer, "The **moon**.", status="stopped")
-    again = services.answer_retry(
+    again = turn_services.answer_retry(
         conversation=conversation, message_id=first.answer.pk, generation_channel="c"
     )
     _finish(
         again, "Gravity.", status="complete", prompt_tokens=5, completion_tokens=2, total_tokens=7
     )
     services.conversation_show_version(conversation=conversation, message_id=first.answer.pk)
-    second = services.turn_start(
+    second = turn_services.turn_start(
         conversation=conversation, text="<b>more</b>", generation_channel="c"
     )
     _finish(second.answer, "", status="error", error="The service is down.")
@@ -53,7 +54,7 @@ def _rich_conversation(owner: Any) -> Conversation:
 
 def _document(conversation: Conversation) -> dict[str, Any]:
     conversation = Conversation.objects.get(pk=conversation.pk)
-    return portability.conversation_document(
+    return exports.conversation_document(
         conversation, selectors.message_all(conversation=conversation)
     )
 

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group
 
 from accounts import quotas
 from accounts.models import Quota, UsageEvent
-from conversations import services
+from conversations import services, turn_services
 from conversations.models import Message
 from tests.conftest import make_user, open_socket
 from tests.fake_openai import FakeUpstream, Stream
@@ -64,7 +64,7 @@ async def test_tokens_count_from_reported_usage_and_deleting_gives_nothing_back(
     await sync_to_async(services.conversation_delete)(conversation=conversation)
     fresh = await conversation_for(user)
     with pytest.raises(services.RateLimited, match="your 10 tokens today"):
-        await sync_to_async(services.turn_start)(
+        await sync_to_async(turn_services.turn_start)(
             conversation=fresh, text="more", generation_channel="c"
         )
 

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from conversations import services
+from conversations import services, turn_services
 from conversations.models import Conversation
 from tests.conftest import make_user
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 def _aged(title: str, days: int, *, streaming: bool = False) -> Conversation:
     owner = make_user(f"u-{title}")
     conversation = services.conversation_create(owner=owner, model="m", title=title)
-    turn = services.turn_start(conversation=conversation, text="hi", generation_channel="c")
+    turn = turn_services.turn_start(conversation=conversation, text="hi", generation_channel="c")
     if not streaming:
         services.message_finalize(message_id=turn.answer.pk, content="ok", status="complete")
     Conversation.objects.filter(pk=conversation.pk).update(

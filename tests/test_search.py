@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from conversations import selectors, services
+from conversations import selectors, services, turn_services
 from conversations.models import Conversation
 from tests.conftest import make_user
 
@@ -17,7 +17,9 @@ pytestmark = pytest.mark.django_db
 def _chat(owner, title: str, *texts: str) -> Conversation:
     conversation = services.conversation_create(owner=owner, model="m", title=title)
     for text in texts:
-        turn = services.turn_start(conversation=conversation, text=text, generation_channel="c")
+        turn = turn_services.turn_start(
+            conversation=conversation, text=text, generation_channel="c"
+        )
         services.message_finalize(
             message_id=turn.answer.pk, content=f"Answer about {text}", status="complete"
         )
@@ -74,7 +76,7 @@ def test_query_syntax_is_never_interpreted(query: str) -> None:
 def test_the_index_follows_every_write() -> None:
     alice = make_user("alice")
     conversation = services.conversation_create(owner=alice, model="m")
-    turn = services.turn_start(conversation=conversation, text="hello", generation_channel="c")
+    turn = turn_services.turn_start(conversation=conversation, text="hello", generation_channel="c")
     # A streaming checkpoint is searchable at once.
     services.message_checkpoint(message_id=turn.answer.pk, content="half a pomegranate")
     assert _titles(alice, "pomegranate") == ["hello"]

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from django.contrib.auth.models import AnonymousUser
 
-from conversations import selectors, services
+from conversations import selectors, services, turn_services
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -42,16 +42,16 @@ def test_conversation_list_is_the_users_own_newest_first() -> None:
     older = services.conversation_create(owner=owner, model="m")
     newer = services.conversation_create(owner=owner, model="m")
     services.conversation_create(owner=other, model="m")
-    services.turn_start(conversation=older, text="bump", generation_channel="c")  # activity
+    turn_services.turn_start(conversation=older, text="bump", generation_channel="c")  # activity
     assert list(selectors.conversation_list(user=owner)) == [older, newer]
     assert list(selectors.conversation_list(user=AnonymousUser())) == []
 
 
 def test_history_for_upstream_is_earlier_turns_with_text() -> None:
     conversation = services.conversation_create(owner=make_user(), model="m")
-    first = services.turn_start(conversation=conversation, text="one", generation_channel="c")
+    first = turn_services.turn_start(conversation=conversation, text="one", generation_channel="c")
     services.message_finalize(message_id=first.answer.pk, content="", status="error", error="x")
-    second = services.turn_start(conversation=conversation, text="two", generation_channel="c")
+    second = turn_services.turn_start(conversation=conversation, text="two", generation_channel="c")
     history = selectors.message_history_for_upstream(answer_id=second.answer.pk)
     # The failed empty answer is left out; the streaming answer itself is not sent.
     assert history == [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}]

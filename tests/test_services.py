@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from conversations import services
+from conversations import services, turn_services
 from conversations.models import Message
 from tests.conftest import make_user
 
@@ -25,7 +25,7 @@ def test_first_account_becomes_superuser_and_later_ones_do_not() -> None:
 def test_turn_start_saves_user_message_and_streaming_answer() -> None:
     user = make_user()
     conversation = services.conversation_create(owner=user, model="m1")
-    turn = services.turn_start(
+    turn = turn_services.turn_start(
         conversation=conversation, text="Hello\nthere", generation_channel="c1"
     )
     assert turn.user_message.content == "Hello\nthere"
@@ -41,7 +41,7 @@ def test_turn_start_saves_user_message_and_streaming_answer() -> None:
 def test_turn_start_refuses_empty_or_non_text_and_saves_nothing(text: object) -> None:
     conversation = services.conversation_create(owner=make_user(), model="m")
     with pytest.raises(ValidationError):
-        services.turn_start(conversation=conversation, text=text, generation_channel="c")  # type: ignore[arg-type]
+        turn_services.turn_start(conversation=conversation, text=text, generation_channel="c")  # type: ignore[arg-type]
     assert not conversation.messages.exists()
 
 
@@ -49,15 +49,15 @@ def test_turn_start_refuses_oversized_messages(settings: object) -> None:
     settings.CHATSITE_MAX_MESSAGE_CHARS = 10  # type: ignore[attr-defined]
     conversation = services.conversation_create(owner=make_user(), model="m")
     with pytest.raises(ValidationError, match="limit is 10"):
-        services.turn_start(conversation=conversation, text="x" * 11, generation_channel="c")
-    services.turn_start(conversation=conversation, text="x" * 10, generation_channel="c")
+        turn_services.turn_start(conversation=conversation, text="x" * 11, generation_channel="c")
+    turn_services.turn_start(conversation=conversation, text="x" * 10, generation_channel="c")
 
 
 def test_turn_start_refuses_while_an_answer_streams() -> None:
     conversation = services.conversation_create(owner=make_user(), model="m")
-    services.turn_start(conversation=conversation, text="one", generation_channel="c")
+    turn_services.turn_start(conversation=conversation, text="one", generation_channel="c")
     with pytest.raises(services.ConversationBusy):
-        services.turn_start(conversation=conversation, text="two", generation_channel="c")
+        turn_services.turn_start(conversation=conversation, text="two", generation_channel="c")
     assert conversation.messages.count() == 2
 
 
@@ -80,7 +80,7 @@ def test_database_rejects_unknown_statuses_and_living_user_messages() -> None:
 
 def test_checkpoint_saves_text_only_while_streaming() -> None:
     conversation = services.conversation_create(owner=make_user(), model="m")
-    turn = services.turn_start(conversation=conversation, text="q", generation_channel="c")
+    turn = turn_services.turn_start(conversation=conversation, text="q", generation_channel="c")
     assert services.message_checkpoint(message_id=turn.answer.pk, content="partial")
     turn.answer.refresh_from_db()
     assert turn.answer.content == "partial"
@@ -95,7 +95,7 @@ def test_checkpoint_saves_text_only_while_streaming() -> None:
 
 def test_finalize_happens_once_and_frees_the_conversation() -> None:
     conversation = services.conversation_create(owner=make_user(), model="m")
-    turn = services.turn_start(conversation=conversation, text="q", generation_channel="c")
+    turn = turn_services.turn_start(conversation=conversation, text="q", generation_channel="c")
     done = services.message_finalize(
         message_id=turn.answer.pk,
         content="answer",
@@ -112,7 +112,7 @@ def test_finalize_happens_once_and_frees_the_conversation() -> None:
     assert services.message_finalize(message_id=turn.answer.pk, content="x", status="error") is None
     done.refresh_from_db()
     assert done.content == "answer"
-    services.turn_start(conversation=conversation, text="next", generation_channel="c2")
+    turn_services.turn_start(conversation=conversation, text="next", generation_channel="c2")
 
 
 def test_finalize_refuses_a_non_final_status() -> None:

@@ -6,15 +6,17 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from conversations import selectors, services
+from conversations import selectors, services, turn_services
 from conversations.models import Conversation, Message
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
 
 
-def _answer(turn_or_answer: services.Turn | Message, text: str) -> Message:
-    answer = turn_or_answer.answer if isinstance(turn_or_answer, services.Turn) else turn_or_answer
+def _answer(turn_or_answer: turn_services.Turn | Message, text: str) -> Message:
+    answer = (
+        turn_or_answer.answer if isinstance(turn_or_answer, turn_services.Turn) else turn_or_answer
+    )
     done = services.message_finalize(message_id=answer.pk, content=text, status="complete")
     assert done is not None
     return done
@@ -34,16 +36,16 @@ def _fresh(conversation: Conversation) -> Conversation:
 @pytest.fixture
 def chat() -> Conversation:
     conversation = services.conversation_create(owner=make_user(), model="m")
-    first = services.turn_start(conversation=conversation, text="q1", generation_channel="c")
+    first = turn_services.turn_start(conversation=conversation, text="q1", generation_channel="c")
     _answer(first, "a1")
-    second = services.turn_start(conversation=conversation, text="q2", generation_channel="c")
+    second = turn_services.turn_start(conversation=conversation, text="q2", generation_channel="c")
     _answer(second, "a2")
     return conversation
 
 
 def test_regenerate_keeps_the_earlier_answer_as_a_version(chat: Conversation) -> None:
     a2 = selectors.message_list(conversation=chat)[-1]
-    again = services.answer_retry(conversation=chat, message_id=a2.pk, generation_channel="c")
+    again = turn_services.answer_retry(conversation=chat, message_id=a2.pk, generation_channel="c")
     _answer(again, "a2 bis")
     assert _seen(_fresh(chat)) == [
         ("user", "q1", "1/1"),
@@ -60,7 +62,7 @@ def test_regenerating_an_earlier_answer_branches_and_keeps_the_later_turns(
     chat: Conversation,
 ) -> None:
     a1 = selectors.message_list(conversation=chat)[1]
-    again = services.answer_retry(conversation=chat, message_id=a1.pk, generation_channel="c")
+    again = turn_services.answer_retry(conversation=chat, message_id=a1.pk, generation_channel="c")
     _answer(again, "a1 bis")
     assert _seen(_fresh(chat)) == [("user", "q1", "1/1"), ("assistant", "a1 bis", "2/2")]
     services.conversation_show_version(conversation=_fresh(chat), message_id=a1.pk)
@@ -70,7 +72,7 @@ def test_regenerating_an_earlier_answer_branches_and_keeps_the_later_turns(
 
 def test_what_goes_upstream_is_the_path_the_reader_sees(chat: Conversation) -> None:
     q2 = selectors.message_list(conversation=chat)[2]
-    edited = services.turn_start(
+    edited = turn_services.turn_start(
         conversation=chat, text="q2 edited", generation_channel="c", edit_of=q2.pk
     )
     assert selectors.message_history_for_upstream(answer_id=edited.answer.pk) == [
@@ -85,7 +87,7 @@ def test_what_goes_upstream_is_the_path_the_reader_sees(chat: Conversation) -> N
     ]
     # A new message follows the path shown, whichever version that is.
     services.conversation_show_version(conversation=_fresh(chat), message_id=q2.pk)
-    third = services.turn_start(conversation=_fresh(chat), text="q3", generation_channel="c")
+    third = turn_services.turn_start(conversation=_fresh(chat), text="q3", generation_channel="c")
     assert [
         m["content"] for m in selectors.message_history_for_upstream(answer_id=third.answer.pk)
     ] == ["q1", "a1", "q2", "a2", "q3"]
@@ -93,16 +95,18 @@ def test_what_goes_upstream_is_the_path_the_reader_sees(chat: Conversation) -> N
 
 def test_the_system_prompt_goes_first(chat: Conversation) -> None:
     Conversation.objects.filter(pk=chat.pk).update(system_prompt="Answer in French.")
-    turn = services.turn_start(conversation=_fresh(chat), text="q3", generation_channel="c")
+    turn = turn_services.turn_start(conversation=_fresh(chat), text="q3", generation_channel="c")
     history = selectors.message_history_for_upstream(answer_id=turn.answer.pk)
     assert history[0] == {"role": "system", "content": "Answer in French."}
 
 
 def test_stopped_and_failed_answers_are_versions_too(chat: Conversation) -> None:
     a2 = selectors.message_list(conversation=chat)[-1]
-    again = services.answer_retry(conversation=chat, message_id=a2.pk, generation_channel="c")
+    again = turn_services.answer_retry(conversation=chat, message_id=a2.pk, generation_channel="c")
     services.message_finalize(message_id=again.pk, content="half", status="stopped")
-    third = services.answer_retry(conversation=chat, message_id=again.pk, generation_channel="c")
+    third = turn_services.answer_retry(
+        conversation=chat, message_id=again.pk, generation_channel="c"
+    )
     services.message_finalize(message_id=third.pk, content="", status="error", error="down")
     last = selectors.message_list(conversation=_fresh(chat))[-1]
     assert (last.status, last.version, len(last.versions)) == ("error", 3, 3)  # type: ignore[attr-defined]
@@ -112,12 +116,14 @@ def test_regenerate_edit_and_switch_are_refused_while_an_answer_streams(
     chat: Conversation,
 ) -> None:
     path = selectors.message_list(conversation=chat)
-    services.answer_retry(conversation=chat, message_id=path[-1].pk, generation_channel="c")
+    turn_services.answer_retry(conversation=chat, message_id=path[-1].pk, generation_channel="c")
     count = Message.objects.count()
     with pytest.raises(services.ConversationBusy):
-        services.answer_retry(conversation=chat, message_id=path[1].pk, generation_channel="c")
+        turn_services.answer_retry(conversation=chat, message_id=path[1].pk, generation_channel="c")
     with pytest.raises(services.ConversationBusy):
-        services.turn_start(conversation=chat, text="x", generation_channel="c", edit_of=path[2].pk)
+        turn_services.turn_start(
+            conversation=chat, text="x", generation_channel="c", edit_of=path[2].pk
+        )
     with pytest.raises(services.VersionRefused, match="still being written"):
         services.conversation_show_version(conversation=chat, message_id=path[-1].pk)
     assert Message.objects.count() == count
@@ -125,21 +131,21 @@ def test_regenerate_edit_and_switch_are_refused_while_an_answer_streams(
 
 def test_versions_of_another_conversation_are_not_found(chat: Conversation) -> None:
     other = services.conversation_create(owner=make_user("other"), model="m")
-    theirs = services.turn_start(conversation=other, text="secret", generation_channel="c")
+    theirs = turn_services.turn_start(conversation=other, text="secret", generation_channel="c")
     _answer(theirs, "hidden")
     leaf_before = _fresh(chat).leaf_id
     with pytest.raises(services.VersionRefused, match="does not exist"):
         services.conversation_show_version(conversation=chat, message_id=theirs.answer.pk)
     with pytest.raises(services.NotRetryable):
-        services.answer_retry(
+        turn_services.answer_retry(
             conversation=chat, message_id=theirs.answer.pk, generation_channel="c"
         )
     with pytest.raises(services.NotRetryable):
-        services.turn_start(
+        turn_services.turn_start(
             conversation=chat, text="x", generation_channel="c", edit_of=theirs.user_message.pk
         )
     with pytest.raises(ValidationError):
-        services.turn_start(conversation=chat, text=" ", generation_channel="c", edit_of=1)
+        turn_services.turn_start(conversation=chat, text=" ", generation_channel="c", edit_of=1)
     assert _fresh(chat).leaf_id == leaf_before
     assert Message.objects.filter(conversation=other).count() == 2
 

@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.test import AsyncClient, Client
 
-from conversations import services
+from conversations import services, turn_services
 from conversations.models import Conversation, Message
 from tests.conftest import make_user
 from tests.fake_openai import FakeUpstream, Stream
@@ -77,7 +77,7 @@ def test_home_lists_only_own_conversations_newest_first() -> None:
     old = services.conversation_create(owner=alice, model="m", title="Old one")
     services.conversation_create(owner=alice, model="m", title="New one")
     services.conversation_create(owner=bob, model="m", title="Bob's secret")
-    services.turn_start(conversation=old, text="bump", generation_channel="c")
+    turn_services.turn_start(conversation=old, text="bump", generation_channel="c")
     page = logged_in(alice).get("/").content.decode()
     assert "Bob&#x27;s secret" not in page
     assert "Bob's secret" not in page
@@ -87,7 +87,7 @@ def test_home_lists_only_own_conversations_newest_first() -> None:
 def test_conversation_page_shows_messages_escaped_with_stable_ids() -> None:
     user = make_user()
     conversation = services.conversation_create(owner=user, model="m")
-    turn = services.turn_start(
+    turn = turn_services.turn_start(
         conversation=conversation,
         text="<script>alert(1)</script>\nline two",
         generation_channel="c",

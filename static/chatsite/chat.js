@@ -197,8 +197,9 @@
   });
 
   // A form htmx has not processed yet (swapped in within its settle delay, or the page
-  // still loading) would submit natively: a GET of this page with the text in its address.
-  // Forms with a real action get there on their own; the others wait for htmx.
+  // still loading) would submit natively. Forms with a real action get there on their own;
+  // the others wait for htmx. (They are method="post" too, so that even before this script
+  // runs, the typed text never lands in an address, the history or a server log.)
   document.addEventListener("submit", function (evt) {
     var form = evt.target;
     if (!evt.defaultPrevented && form && form.matches && form.matches("[hx-post], [ws-send]") &&

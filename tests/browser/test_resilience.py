@@ -217,6 +217,8 @@ def test_forms_sent_before_htmx_takes_them_over_still_work_and_leak_nothing(
 
     # A form without an action of its own (the composer, a report) waits for htmx instead:
     # natively it would GET this page with the typed text in the address (and history).
+    # The rename above may have loaded a whole new page: its scripts run by DOMContentLoaded.
+    page.wait_for_load_state("domcontentloaded")
     url = page.url
     page.evaluate(
         """() => {

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from conversations import services
+from conversations.portability import writing
 
 
 class Command(BaseCommand):
@@ -31,7 +32,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["dry_run"]:
             # Whatever the retention: imports whose process died mid-way leave hidden rows.
-            abandoned = services.import_job_cleanup()
+            abandoned = writing.import_job_cleanup()
             if abandoned:
                 self.stdout.write(f"{abandoned} abandoned import(s) cleaned up.")
         days = options["days"] if options["days"] is not None else settings.CHATSITE_RETENTION_DAYS

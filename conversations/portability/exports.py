@@ -1,0 +1,139 @@
+"""Taking data away: one conversation as chatsite's JSON (every version, status, model,
+usage and timestamp) or as Markdown (what the reader sees), a download's file name, and a
+zip written a piece at a time so a streamed download holds one conversation, never the
+archive. Pure: the caller reads the conversations (selectors) and sends the bytes.
+
+A message hidden by moderation is exported without its text (kept for moderators only).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+from django.utils.text import slugify
+
+from ..models import Conversation, Message
+
+FORMAT = "chatsite"
+VERSION = 1
+
+
+def _stamp(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def conversation_document(conversation: Conversation, messages: list[Message]) -> dict[str, Any]:
+    """One conversation with every version of every message, in id order (parents first)."""
+    local = {m.pk: n for n, m in enumerate(messages, start=1)}
+    return {
+        "title": conversation.title,
+        "title_source": conversation.title_source,
+        "model": conversation.model,
+        "system_prompt": conversation.system_prompt,
+        "pinned": conversation.pinned,
+        "archived": conversation.archived,
+        "created_at": _stamp(conversation.created_at),
+        "updated_at": _stamp(conversation.updated_at),
+        "current_message": local.get(conversation.leaf_id) if conversation.leaf_id else None,
+        "messages": [
+            {
+                "id": local[m.pk],
+                "parent": local.get(m.parent_id) if m.parent_id else None,
+                "role": m.role,
+                # Hidden by moderation: kept for moderators, not handed out.
+                "content": "" if m.hidden else m.content,
+                "hidden": m.hidden,
+                "status": m.status,
+                "finish_reason": m.finish_reason,
+                "error": m.error,
+                "model": m.model,
+                "usage": {
+                    "prompt_tokens": m.prompt_tokens,
+                    "completion_tokens": m.completion_tokens,
+                    "total_tokens": m.total_tokens,
+                },
+                "created_at": _stamp(m.created_at),
+                "completed_at": _stamp(m.completed_at),
+            }
+            for m in messages
+        ],
+    }
+
+
+def envelope(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "exported_at": timezone.now().isoformat(),
+        "conversations": documents,
+    }
+
+
+def to_json(documents: list[dict[str, Any]]) -> bytes:
+    return json.dumps(envelope(documents), ensure_ascii=False, indent=1).encode()
+
+
+def to_markdown(conversation: Conversation, path: list[Message], versions: int) -> str:
+    """The conversation as the reader sees it (the current version of each turn)."""
+    lines = [f"# {conversation.display_title}", ""]
+    if conversation.system_prompt:
+        lines += ["> Instructions: " + conversation.system_prompt.replace("\n", "\n> "), ""]
+    for message in path:
+        if message.role == Message.Role.USER:
+            lines.append("## You")
+        else:
+            lines.append(f"## Assistant ({message.model})" if message.model else "## Assistant")
+        text = "*(Hidden by moderation.)*" if message.hidden else message.content
+        lines += ["", text or "", ""]
+        if message.role == Message.Role.ASSISTANT and message.status != Message.Status.COMPLETE:
+            lines += [f"*({message.get_status_display()})*", ""]
+    extra = versions - len(path)
+    if extra > 0:
+        lines.append(f"*{extra} other version(s) of messages are in the JSON export.*")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def file_stem(conversation: Conversation) -> str:
+    slug = slugify(conversation.display_title)[:50] or "conversation"
+    return f"{conversation.created_at:%Y-%m-%d}-{slug}-{conversation.public_id.hex[:8]}"
+
+
+class ZipStream:
+    """A zip written to memory a piece at a time: drain() hands over what is ready, so a
+    streaming response holds one conversation at a time, never the whole archive."""
+
+    def __init__(self) -> None:
+        self._buffer = io.BytesIO()
+        self._written = 0
+        self._zip = zipfile.ZipFile(self, "w", compression=zipfile.ZIP_DEFLATED)  # type: ignore[call-overload]  # a write-only stream is enough for "w"
+
+    # The file-like side zipfile writes to: append-only, no seeking.
+    def write(self, data: bytes) -> int:
+        self._buffer.write(data)
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def flush(self) -> None:
+        pass
+
+    def add(self, name: str, data: bytes) -> bytes:
+        self._zip.writestr(name, data)
+        return self.drain()
+
+    def close(self) -> bytes:
+        self._zip.close()
+        return self.drain()
+
+    def drain(self) -> bytes:
+        data = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        return data

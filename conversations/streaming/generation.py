@@ -1,0 +1,492 @@
+"""One answer's life, from the upstream's first byte to its final state.
+
+A generation is an asyncio task of its own, independent of any socket:
+
+* it opens the upstream stream (retrying, before the first token, what is worth
+  retrying, within a time budget) and appends each chunk's text to its buffer;
+* it publishes frames to the conversation's group: the first text at once, then at most
+  one frame every `frame_interval()`, each carrying only the new text (so a frame's cost
+  never grows with the answer);
+* it checkpoints the text to the database about every CHATSITE_CHECKPOINT_INTERVAL;
+* it listens on a channel of its own, whose name is stored on the answer, so that a Stop
+  or a snapshot request from any tab in any process reaches it;
+* whatever happens (end, Stop, upstream failure, a cap, shutdown) its `finally` hangs up
+  the upstream and saves the text with a final status.
+
+It knows the conversation's group, not who listens: it never imports a consumer, a view,
+or the modules that start it (turns) and watch it (supervisor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import BaseChannelLayer
+from django.conf import settings
+from django.utils import timezone
+
+from accounts import quotas
+from moderation import services as moderation_services
+
+from .. import fragments, selectors, services, upstream
+from ..models import Conversation, Message
+from ..rendering import BlockSplitter
+from . import frames
+from .moderating import AnswerModeration, QuestionBlocked
+
+log = logging.getLogger(__name__)
+
+# Generations running in this process, by answer id.
+RUNNING: dict[int, Generation] = {}
+
+CONTINUE_PROMPT = (
+    "Continue your previous answer exactly where it stopped. Do not repeat anything "
+    "you already wrote and do not add any preamble."
+)
+
+
+def frame_interval() -> float:
+    """Seconds between two frames of one answer. A frame's cost is mostly fixed (render
+    the growing block, the layer, the socket), so under load frames get coarser rather
+    than fall behind: at 30 tokens/s a reader does not tell 50 ms from 150 ms apart."""
+    base = settings.CHATSITE_FRAME_INTERVAL
+    load = len(RUNNING) / max(1, settings.CHATSITE_FRAME_FULL_RATE_ANSWERS)
+    return min(max(base, settings.CHATSITE_FRAME_INTERVAL_MAX), base * max(1.0, load))
+
+
+def retry_delay(attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter; the upstream's Retry-After wins when given."""
+    if retry_after is not None:
+        return retry_after
+    ceiling = min(8.0, settings.CHATSITE_RETRY_BASE_DELAY * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+VERSION_ATTRIBUTES = ("versions", "version", "version_previous", "version_next")
+
+
+class AnswerCapped(Exception):
+    """The answer ran past the site's length or duration cap."""
+
+
+@dataclass
+class Outcome:
+    status: str = Message.Status.COMPLETE
+    finish_reason: str = ""
+    error: str = ""
+
+
+@dataclass
+class Generation:
+    conversation: Conversation
+    answer: Message
+    channel: str
+    config: upstream.UpstreamConfig
+    layer: BaseChannelLayer
+    # Text already in the answer (Continue): kept, shown and sent upstream as context.
+    prefix: str = ""
+    # A new user message, screened before anything goes upstream.
+    question: Message | None = None
+    # What the model is sent (read in the caller's trip to the database).
+    history: list[dict[str, str]] = field(default_factory=list)
+    # Called with the finished message once its final frame is out (titles).
+    after_final: Callable[[Message], None] | None = None
+    # Set once every tab was told of the answer: its frames must come after that.
+    announced: asyncio.Event = field(default_factory=asyncio.Event)
+    group: str = ""
+    request_id: str = ""
+    note: str = ""
+    first_token_at: datetime | None = None
+    usage: upstream.Usage | None = None
+    finish_reason: str = ""
+    seq: int = 0
+    _sealed: list[str] = field(default_factory=list)  # finished blocks, as sent
+    _splitter: BlockSplitter = field(default_factory=BlockSplitter)
+    _pending: list[str] = field(default_factory=list)  # received, not yet sent
+    _length: int = 0
+    _received_text: bool = False
+    _dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    _stop_requested: bool = False
+    _closing: bool = False
+    _reader: asyncio.Task[None] | None = None
+    _checkpoint: asyncio.Task[Any] | None = None
+    _last_checkpoint: float = 0.0
+    _prompt_chars: int = 0
+    moderation: AnswerModeration = field(init=False)
+    prefix_split: tuple[str, str] = field(init=False)
+    task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.group = frames.conversation_group(self.conversation.public_id.hex)
+        # Continue: the kept text as the pages are told of it, cut the way this
+        # generation's frames will go on from (finished blocks, the growing one).
+        self.prefix_split = ("", "")
+        if self.prefix:
+            finished, _ = self._splitter.feed(self.prefix)
+            self._sealed.append(finished)
+            self._length = len(self.prefix)
+            self.prefix_split = (finished, self._splitter.window)
+        self.first_token_at = self.answer.first_token_at
+        self.moderation = AnswerModeration(
+            answer=self.answer,
+            config=self.config,
+            stop=self.stop,
+            screened=len(self.prefix),  # screened when it was first written
+        )
+
+    # --- text -------------------------------------------------------------------------
+    @property
+    def published_split(self) -> tuple[str, str]:
+        return "".join(self._sealed), self._splitter.window
+
+    @property
+    def text(self) -> str:
+        return "".join(self._sealed) + self._splitter.window + "".join(self._pending)
+
+    def _published_text(self) -> str:
+        sealed, window = self.published_split
+        return sealed + window
+
+    # --- life ---------------------------------------------------------------------------
+    def start(self) -> asyncio.Task[None]:
+        # A fresh context: the task must not inherit the request's or the socket's
+        # thread-sensitive executor, which dies with them (the answer must not).
+        self.task = asyncio.create_task(
+            self.run(), name=f"generation-{self.answer.pk}", context=contextvars.Context()
+        )
+        RUNNING[self.answer.pk] = self
+        self.task.add_done_callback(lambda _t: RUNNING.pop(self.answer.pk, None))
+        return self.task
+
+    def stop(self) -> None:
+        """Stop this answer (called in this process; other processes send a message)."""
+        self._stop_requested = True
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+
+    async def run(self) -> None:
+        helpers = [
+            asyncio.create_task(self._listen(), name=f"answer-{self.answer.pk}-control"),
+            asyncio.create_task(self._flush_loop(), name=f"answer-{self.answer.pk}-frames"),
+            asyncio.create_task(
+                self.moderation.loop(self._published_text), name=f"answer-{self.answer.pk}-screen"
+            ),
+        ]
+        for helper in helpers:
+            helper.add_done_callback(_supervised)
+        outcome = Outcome()
+        self._reader = asyncio.create_task(self._read())
+        try:
+            await self._reader
+            outcome.finish_reason = self.finish_reason
+            if not self.finish_reason:
+                # The stream ended without saying why: the answer may be cut short.
+                outcome.status = Message.Status.INTERRUPTED
+                outcome.error = "The model service ended the answer unexpectedly."
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._stop_requested and task is not None and not task.cancelling():
+                outcome.status = Message.Status.STOPPED
+            else:
+                # This task itself is being cancelled (shutdown): save, then let it go.
+                outcome.status = Message.Status.INTERRUPTED
+                outcome.error = "The server restarted while this answer was being written."
+                await asyncio.shield(self._finish(outcome, helpers))
+                raise
+        except upstream.UpstreamError as exc:
+            outcome.status = Message.Status.INTERRUPTED if self.text else Message.Status.ERROR
+            outcome.error = exc.user_message
+            if exc.kind is upstream.ErrorKind.RATE_LIMITED and exc.retry_after:
+                outcome.error += f" The service asked to wait {exc.retry_after:.0f} s."
+            self.request_id = self.request_id or exc.request_id
+        except (AnswerCapped, QuestionBlocked) as exc:
+            outcome.status = (
+                Message.Status.ERROR
+                if isinstance(exc, QuestionBlocked)
+                else Message.Status.INTERRUPTED
+            )
+            outcome.error = str(exc)
+        except Exception:
+            # Deliberately broad, and only here: a bug must not leave an answer streaming
+            # forever. Log it with its traceback and save what there is.
+            log.exception("generation %s failed", self.answer.pk)
+            outcome.status = Message.Status.INTERRUPTED if self.text else Message.Status.ERROR
+            outcome.error = "Something went wrong on this site while answering."
+        await asyncio.shield(self._finish(outcome, helpers))
+
+    # --- reading the upstream -----------------------------------------------------------
+    async def _read(self) -> None:
+        if self.question is not None:
+            await self.moderation.question(self.question, self._publish)
+        history = self.history
+        self._prompt_chars = sum(len(m["content"]) for m in history)
+        if self.prefix:
+            history = [
+                *history,
+                {"role": "assistant", "content": self.prefix},
+                {"role": "user", "content": CONTINUE_PROMPT},
+            ]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.CHATSITE_RETRY_BUDGET
+        attempt = 0
+        while True:
+            try:
+                await self._read_once(history)
+                return
+            except upstream.UpstreamError as exc:
+                # Once text is on the reader's screen nothing is replayed: no duplicates.
+                if self._received_text or not exc.retryable:
+                    raise
+                attempt += 1
+                delay = retry_delay(attempt, exc.retry_after)
+                if loop.time() + delay > deadline:
+                    raise
+                await self._set_note(
+                    f"{exc.user_message} Retrying in {max(delay, 1):.0f} s (attempt {attempt + 1})…"
+                )
+                await asyncio.sleep(delay)
+
+    async def _read_once(self, history: list[dict[str, str]]) -> None:
+        stream = await upstream.open_stream(self.config, model=self.answer.model, messages=history)
+        self.request_id = stream.request_id
+        started = time.monotonic()
+        max_chars = settings.CHATSITE_MAX_ANSWER_CHARS
+        max_seconds = settings.CHATSITE_MAX_ANSWER_SECONDS
+        try:
+            async for events in stream.batches():
+                for event in events:
+                    self._take(event)
+                    if self._length >= max_chars:
+                        raise AnswerCapped(
+                            f"The answer reached this site's length limit "
+                            f"({max_chars:,} characters) and was ended."
+                        )
+                if time.monotonic() - started >= max_seconds:
+                    raise AnswerCapped(
+                        f"The answer reached this site's time limit ({max_seconds:.0f} s) "
+                        "and was ended."
+                    )
+        finally:
+            # Runs on Stop too (CancelledError): the upstream must see us hang up.
+            await stream.close()
+
+    def _take(self, event: upstream.StreamEvent) -> None:
+        if event.text:
+            if self.first_token_at is None:
+                self.first_token_at = timezone.now()
+            self._received_text = True
+            self._pending.append(event.text)
+            self._length += len(event.text)
+            self._dirty.set()
+        if event.finish_reason:
+            self.finish_reason = event.finish_reason
+        if event.usage is not None:
+            self.usage = event.usage
+
+    # --- the channel of its own ---------------------------------------------------------
+    async def _listen(self) -> None:
+        while True:
+            message = await self.layer.receive(self.channel)
+            kind = message.get("type")
+            if kind == frames.STOP:
+                self.stop()
+            elif kind == frames.SNAPSHOT_REQUEST and isinstance(message.get("reply_to"), str):
+                snap = frames.snapshot(
+                    message_id=self.answer.pk, seq=self.seq, html=self._snapshot_html()
+                )
+                await self.layer.send(message["reply_to"], snap)
+
+    def _snapshot_html(self) -> str:
+        # Exactly the published text, cut where the frames cut it: the frames after
+        # `seq` append to these blocks and replace this tail.
+        sealed, tail = self.published_split
+        self.answer.content = sealed + tail
+        html = fragments.message_html(self.answer, note=self.note, split=(sealed, tail))
+        return html + fragments.composer_controls_html(streaming=True)
+
+    # --- frames and checkpoints -----------------------------------------------------------
+    async def _publish(self, html: str, *, final: bool = False) -> None:
+        await self.announced.wait()
+        self.seq += 1
+        frame = frames.answer_frame(message_id=self.answer.pk, seq=self.seq, html=html, final=final)
+        await self.layer.group_send(self.group, frame)
+
+    async def _set_note(self, note: str) -> None:
+        self.note = note
+        await self._publish(fragments.message_note_html(self.answer.pk, note))
+
+    async def _flush_loop(self) -> None:
+        while not self._closing:
+            await self._dirty.wait()
+            if self._closing:
+                return
+            self._dirty.clear()
+            await self._publish_delta()
+            self._maybe_checkpoint()
+            await asyncio.sleep(frame_interval())
+
+    async def _publish_delta(self) -> None:
+        if not self._pending:
+            return
+        delta = "".join(self._pending)
+        self._pending.clear()
+        finished, tail = self._splitter.feed(delta)
+        if finished:
+            self._sealed.append(finished)
+        self.moderation.due.set()
+        html = fragments.answer_growth_html(self.answer.pk, finished, tail)
+        if self.note:  # text is flowing again: the retry notice has done its job
+            self.note = ""
+            html += fragments.message_note_html(self.answer.pk, "")
+        await self._publish(html)
+
+    def _maybe_checkpoint(self) -> None:
+        now = time.monotonic()
+        if now - self._last_checkpoint < settings.CHATSITE_CHECKPOINT_INTERVAL:
+            return
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return  # one write in flight at a time; the next flush tries again
+        self._last_checkpoint = now
+        self._checkpoint = asyncio.create_task(
+            database_sync_to_async(services.message_checkpoint)(
+                message_id=self.answer.pk, content=self.text, first_token_at=self.first_token_at
+            )
+        )
+        self._checkpoint.add_done_callback(_supervised)
+
+    # --- the end --------------------------------------------------------------------------
+    async def _finish(self, outcome: Outcome, helpers: list[asyncio.Task[Any]]) -> None:
+        self._closing = True
+        self._dirty.set()  # wake the flusher so that it sees it must end
+        for task in helpers:
+            task.cancel()
+        # Bounded: a library that swallows a cancellation (seen with the Redis client)
+        # must not keep the answer from being saved.
+        await asyncio.wait(helpers, timeout=2.0)
+        if self._checkpoint is not None:
+            await asyncio.wait([self._checkpoint], timeout=5.0)
+        if outcome.status != Message.Status.ERROR:
+            await self.moderation.rest(self.text)
+        stopped_by = self.moderation.verdict
+        if stopped_by is not None:
+            outcome.error = (
+                "This answer was stopped and hidden: it goes against this site's rules "
+                f"({stopped_by.category})."
+            )
+        message = await self._save(outcome)
+        if message is None:
+            return  # deleted meanwhile: nobody left to tell
+        html = fragments.message_final_html(message)
+        if message.total_tokens is not None or message.prompt_tokens is not None:
+            usage = await database_sync_to_async(selectors.usage_for_conversation)(
+                conversation=self.conversation
+            )
+            html += fragments.conversation_usage_html(usage)
+        allowance = await database_sync_to_async(quotas.allowance)(
+            user_id=self.conversation.owner_id
+        )
+        html += fragments.quota_notice_html(allowance)
+        await self._publish(html, final=True)
+        live = fragments.nav_live_html(self.conversation.public_id, live=False)
+        await self.layer.group_send(
+            frames.user_group(self.conversation.owner_id), frames.side_frame(html=live)
+        )
+        if message.status == Message.Status.COMPLETE and message.content and self.after_final:
+            # After the answer, never before it: the title must not delay a single token.
+            self.after_final(message)
+
+    async def _save(self, outcome: Outcome) -> Message | None:
+        usage = self.usage
+        message = await database_sync_to_async(services.message_finalize)(
+            message_id=self.answer.pk,
+            content=self.text,
+            status=outcome.status,
+            finish_reason=outcome.finish_reason,
+            error=outcome.error,
+            upstream_request_id=self.request_id,
+            first_token_at=self.first_token_at,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            total_tokens=usage.total_tokens if usage else None,
+        )
+        await self._count_tokens(usage)
+        if message is None:  # someone else already finalised it (or it was deleted)
+            message = (
+                await Message.objects.filter(pk=self.answer.pk)
+                .select_related("conversation")
+                .afirst()
+            )
+            if message is None:
+                return None
+        if self.moderation.verdict is not None:
+            await database_sync_to_async(moderation_services.message_hide)(
+                message_id=message.pk, reason=outcome.error
+            )
+            message.hidden, message.hidden_reason = True, outcome.error
+        for name in VERSION_ATTRIBUTES:  # versions cannot change while an answer streams
+            if hasattr(self.answer, name):
+                setattr(message, name, getattr(self.answer, name))
+        return message
+
+    async def _count_tokens(self, usage: upstream.Usage | None) -> None:
+        """Count the answer against the owner's quota: the upstream's figures, or an
+        estimate from the text's length (marked as such) when it reported none."""
+        if not self._received_text and usage is None:
+            return  # nothing was asked of the model (blocked, failed before it answered)
+        if usage is not None and usage.total_tokens is not None:
+            tokens, estimated = usage.total_tokens, False
+        else:
+            tokens = quotas.estimate_tokens(self._prompt_chars + len(self.text))
+            estimated = True
+        await database_sync_to_async(quotas.record_tokens)(
+            user_id=self.conversation.owner_id,
+            model=self.answer.model,
+            tokens=tokens,
+            estimated=estimated,
+        )
+
+
+def _supervised(task: asyncio.Task[Any]) -> None:
+    """A helper task's failure is logged with its traceback (a cancellation is not one)."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("helper %s of an answer failed", task.get_name(), exc_info=exc)
+
+
+# --- stopping ---------------------------------------------------------------------------------
+
+
+def answer_stop_here(*, conversation_id: int) -> bool:
+    """Stop the conversation's answer if this process is writing it, without a trip to
+    the database: under load that thread is busy with checkpoints and new turns, and a
+    Stop must not queue behind them. False when the answer runs elsewhere (or none does).
+    """
+    for running in list(RUNNING.values()):
+        # An earlier answer may still be finishing (title, usage): not that one.
+        if running.conversation.pk == conversation_id and not running._closing:
+            running.stop()
+            return True
+    return False
+
+
+async def answer_stop(*, answer: Message, layer: BaseChannelLayer) -> bool:
+    """Ask the generation of a streaming answer to stop, wherever it runs."""
+    local = RUNNING.get(answer.pk)
+    if local is not None:
+        local.stop()
+        return True
+    if not answer.generation_channel:
+        return False
+    await layer.send(answer.generation_channel, frames.stop_request())
+    return True

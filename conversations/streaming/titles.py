@@ -1,0 +1,90 @@
+"""The model names a conversation: after its first finished answer, a short
+non-streaming request to the same upstream (CHATSITE_TITLE_MODEL picks the model). It runs
+after the answer's final frame, so it never delays it; if it fails the title stays the
+first words of the first message. A title the user chose is never replaced."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from .. import services, upstream
+from ..models import Conversation, Message
+from .broadcast import conversation_announce_title
+
+log = logging.getLogger(__name__)
+
+TITLE_PROMPT = (
+    "Write a title of at most six words for the conversation below. Reply with the title "
+    "only: no quotes, no punctuation at the end."
+)
+_TASKS: set[asyncio.Task[None]] = set()
+
+
+def title_start(
+    *, conversation: Conversation, answer: Message, config: upstream.UpstreamConfig
+) -> None:
+    """Ask for a title in a task of its own, if the conversation's title is still its
+    first words."""
+    if conversation.title_source not in ("", Conversation.TitleSource.WORDS):
+        return
+    task = asyncio.create_task(
+        _title_make(conversation=conversation, answer=answer, config=config),
+        name=f"title-{conversation.pk}",
+        context=contextvars.Context(),
+    )
+    _TASKS.add(task)  # a reference, or the task could be collected mid-flight
+    task.add_done_callback(_done)
+
+
+def _done(task: asyncio.Task[None]) -> None:
+    _TASKS.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("naming a conversation failed", exc_info=task.exception())
+
+
+def _first_question(answer: Message) -> str | None:
+    # Only the first finished answer names a conversation.
+    finished = Message.objects.filter(
+        conversation_id=answer.conversation_id, role="assistant", status="complete"
+    )
+    if finished.count() != 1 or answer.parent_id is None:
+        return None
+    return Message.objects.filter(pk=answer.parent_id).values_list("content", flat=True).first()
+
+
+async def _title_make(
+    *, conversation: Conversation, answer: Message, config: upstream.UpstreamConfig
+) -> None:
+    question = await database_sync_to_async(_first_question)(answer)
+    if not question:
+        return
+    messages = [
+        {"role": "system", "content": TITLE_PROMPT},
+        {
+            "role": "user",
+            "content": f"User: {question[:2000]}\n\nAssistant: {answer.content[:2000]}",
+        },
+    ]
+    try:
+        async with asyncio.timeout(settings.CHATSITE_TITLE_TIMEOUT):
+            text = await upstream.complete_text(
+                config,
+                model=settings.CHATSITE_TITLE_MODEL or conversation.model,
+                messages=messages,
+            )
+    except (upstream.UpstreamError, TimeoutError):
+        log.info(
+            "no title from the model for conversation %s; keeping first words", conversation.pk
+        )
+        return
+    changed = await database_sync_to_async(services.conversation_set_generated_title)(
+        conversation_id=conversation.pk, title=text
+    )
+    if changed:
+        fresh = await database_sync_to_async(Conversation.objects.get)(pk=conversation.pk)
+        await conversation_announce_title(conversation=fresh)

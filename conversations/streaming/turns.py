@@ -1,0 +1,226 @@
+"""Where answers begin and end: what consumers and views call.
+
+Send (or edit) a message, regenerate an answer, continue a partial one, switch versions,
+stop. Each writes through services in one trip to the database thread, starts the
+answer's generation, and announces the new state to every tab of the conversation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from .. import fragments, selectors, services, turn_services, upstream
+from ..models import Conversation, Message
+from . import broadcast, frames
+from .generation import Generation, answer_stop, answer_stop_here
+from .supervisor import supervisor_ensure
+from .titles import title_start
+
+
+class NotAllowed(Exception):
+    """The caller's `allowed` check said no: nothing was saved or started."""
+
+
+@dataclass
+class _Prepared:
+    answer: Message
+    history: list[dict[str, str]]
+
+
+def _prepare(answer: Message) -> _Prepared:
+    # In the same trip to the database thread as the write that made the answer: each
+    # trip is time the reader waits for the first token.
+    selectors.message_with_versions(message=answer)
+    return _Prepared(answer, selectors.message_history_for_upstream(answer_id=answer.pk))
+
+
+async def _launch(
+    *,
+    conversation: Conversation,
+    prepared: _Prepared,
+    channel: str,
+    server: tuple[str, int] | None,
+    announce: Callable[[Generation], str],
+    prefix: str = "",
+    question: Message | None = None,
+) -> Generation:
+    """Start the answer, then announce it to every tab of the conversation.
+
+    The upstream request goes out first, and the announcement (the new messages' HTML,
+    `announce`, run in the database thread) is written while the model thinks: the
+    first token waits for the model, not for templates. The answer's own frames wait for
+    the announcement (`Generation.announced`), so no text reaches a page before the
+    message it belongs to."""
+    config = upstream.configured(server=server)
+    generation = Generation(
+        conversation=conversation,
+        answer=prepared.answer,
+        channel=channel,
+        config=config,
+        layer=broadcast.layer(),
+        prefix=prefix,
+        question=question,
+        history=prepared.history,
+        after_final=lambda message: title_start(
+            conversation=conversation, answer=message, config=config
+        ),
+    )
+    generation.start()
+    supervisor_ensure()
+    try:
+        html = await database_sync_to_async(announce)(generation)
+        frame = frames.answer_frame(
+            message_id=prepared.answer.pk,
+            seq=0,
+            html=html + fragments.composer_controls_html(streaming=True),
+        )
+        await generation.layer.group_send(generation.group, frame)
+    finally:
+        generation.announced.set()
+    live = fragments.nav_live_html(conversation.public_id, live=True)
+    await broadcast.to_user(conversation.owner_id, live)
+    return generation
+
+
+def _message_list_html(conversation: Conversation) -> str:
+    return fragments.message_list_html(selectors.message_list(conversation=conversation))
+
+
+def _path_redrawn(conversation: Conversation) -> Callable[[Generation], str]:
+    # The path changed (an edit, a new version): every tab redraws it.
+    return lambda _generation: _message_list_html(conversation)
+
+
+async def turn_send(
+    *,
+    conversation: Conversation,
+    text: Any,
+    server: tuple[str, int] | None = None,
+    client_key: str = "",
+    edit_of: Any = None,
+    allowed: Callable[[], bool] | None = None,
+) -> turn_services.Turn:
+    """Save the user's message and an empty answer, start the answer, announce them.
+    With `edit_of` (a user message's id) the message is a new version of that one.
+    `allowed`, a database read run first, may refuse the whole turn (NotAllowed).
+
+    Raises ValidationError (bad text) or ActionRefused (an answer is streaming, a limit,
+    no such message to edit). A repeated client key returns the earlier turn and starts
+    nothing.
+    """
+    # The channel exists before the answer row, so whoever sees the row can reach it.
+    channel = await broadcast.layer().new_channel()
+
+    def start() -> tuple[turn_services.Turn, _Prepared | None]:
+        if allowed is not None and not allowed():
+            raise NotAllowed
+        turn = turn_services.turn_start(
+            conversation=conversation,
+            text=text,
+            generation_channel=channel,
+            client_key=client_key,
+            edit_of=edit_of,
+        )
+        return turn, _prepare(turn.answer) if turn.created else None
+
+    turn, prepared = await database_sync_to_async(start)()
+    if prepared is None:
+        return turn
+
+    def appended(_generation: Generation) -> str:  # the path grows by two messages
+        return fragments.message_append_html(turn.user_message) + fragments.message_append_html(
+            turn.answer
+        )
+
+    await _launch(
+        conversation=conversation,
+        prepared=prepared,
+        channel=channel,
+        server=server,
+        announce=appended if edit_of is None else _path_redrawn(conversation),
+        question=turn.user_message,
+    )
+    return turn
+
+
+async def turn_retry(
+    *, conversation: Conversation, message_id: Any, server: tuple[str, int] | None = None
+) -> Message:
+    """A new version of an answer; the earlier ones stay, one click away."""
+    channel = await broadcast.layer().new_channel()
+
+    def retry() -> _Prepared:
+        return _prepare(
+            turn_services.answer_retry(
+                conversation=conversation, message_id=message_id, generation_channel=channel
+            )
+        )
+
+    prepared = await database_sync_to_async(retry)()
+    await _launch(
+        conversation=conversation,
+        prepared=prepared,
+        channel=channel,
+        server=server,
+        announce=_path_redrawn(conversation),
+    )
+    return prepared.answer
+
+
+async def turn_continue(
+    *, conversation: Conversation, message_id: Any, server: tuple[str, int] | None = None
+) -> Message:
+    """The model continues a partial answer in place."""
+    channel = await broadcast.layer().new_channel()
+
+    def resume() -> _Prepared:
+        return _prepare(
+            turn_services.answer_continue(
+                conversation=conversation, message_id=message_id, generation_channel=channel
+            )
+        )
+
+    prepared = await database_sync_to_async(resume)()
+    answer = prepared.answer
+
+    def reopened(generation: Generation) -> str:
+        # Cut where the generation cuts its text: its first frame appends to these blocks
+        # and replaces this tail. Announced whole, the unfinished paragraph showed twice.
+        return fragments.message_html(answer, split=generation.prefix_split)
+
+    await _launch(
+        conversation=conversation,
+        prepared=prepared,
+        channel=channel,
+        server=server,
+        announce=reopened,
+        prefix=answer.content,
+    )
+    return answer
+
+
+async def version_show(*, conversation: Conversation, message_id: Any) -> None:
+    """Switch the conversation's path to another version, in every tab."""
+
+    def switch() -> str:
+        services.conversation_show_version(conversation=conversation, message_id=message_id)
+        return _message_list_html(conversation)
+
+    await broadcast.to_conversation(conversation, await database_sync_to_async(switch)())
+
+
+async def turn_stop(*, conversation: Conversation) -> bool:
+    """Stop the conversation's answer, wherever it runs; False when none is streaming.
+    One written in this process stops without a trip to the database."""
+    if answer_stop_here(conversation_id=conversation.pk):
+        return True
+    answer = await database_sync_to_async(selectors.message_get_streaming)(
+        conversation=conversation
+    )
+    if answer is None:
+        return False
+    return await answer_stop(answer=answer, layer=broadcast.layer())
