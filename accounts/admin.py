@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from conversations.streaming import broadcast
+from chatsite.types import account_of
 from moderation.access import RecordAdminMixin
 
 from . import (
@@ -79,16 +78,14 @@ class SuspensionAdmin(admin.ModelAdmin):
         if change:
             return
         suspension = services.user_suspend(
-            user=obj.user, until=obj.until, reason=obj.reason, moderator=request.user
+            user=obj.user, until=obj.until, reason=obj.reason, moderator=account_of(request.user)
         )
         obj.pk = suspension.pk
-        # Within seconds, not at their next click: sockets close, answers stop.
-        async_to_sync(broadcast.user_kick)(user_id=obj.user_id)
 
     @admin.action(description="Lift the selected suspensions", permissions=["change"])
     def lift(self, request: HttpRequest, queryset: QuerySet[Suspension]) -> None:
         for suspension in queryset:
-            services.suspension_lift(suspension=suspension, moderator=request.user)
+            services.suspension_lift(suspension=suspension, moderator=account_of(request.user))
         self.message_user(request, "Lifted.", messages.SUCCESS)
 
 

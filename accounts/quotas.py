@@ -167,6 +167,17 @@ def record_tokens(*, user_id: int, model: str, tokens: int, estimated: bool) -> 
         log.info("tokens not counted: user %s no longer exists", user_id)
 
 
+def record_answer(*, user_id: int, model: str, reported: int | None, characters: int) -> None:
+    """An answer's tokens: what the upstream reported, or an estimate from the length of
+    the text (prompt and answer), marked as such, when it reported none."""
+    if reported is not None:
+        record_tokens(user_id=user_id, model=model, tokens=reported, estimated=False)
+    else:
+        record_tokens(
+            user_id=user_id, model=model, tokens=estimate_tokens(characters), estimated=True
+        )
+
+
 def estimate_tokens(characters: int) -> int:
     """About four characters a token: enough to count against a quota, marked as a guess."""
     return math.ceil(characters / 4)

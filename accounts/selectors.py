@@ -3,15 +3,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from importlib import import_module
 from typing import Any, Literal
 
 from axes.helpers import get_cool_off
 from axes.models import AccessAttempt
 from django.conf import settings
-from django.db.models import Q
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
-from .models import SignupRecord, Suspension
+from .models import SignupRecord, Suspension, UsageEvent
 
 SIGNUP_WINDOW = timedelta(hours=1)
 
@@ -117,4 +121,53 @@ def lockout_notice(lockout: Lockout, *, now: datetime | None = None) -> str:
     return (
         f"{_LOCKOUT_REASONS[lockout.scope]} "
         f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    )
+
+
+def user_session_is_live(*, user_id: Any, session_key: str | None) -> bool:
+    """Is this socket's sign-in still valid: session not ended, user active, password same?"""
+    if user_id is None or not session_key:
+        return False
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    data = store.load()
+    if str(data.get(SESSION_KEY)) != str(user_id):
+        return False  # signed out (the session is gone) or someone else's
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None or suspension_current(user_id=user_id) is not None:
+        return False
+    return constant_time_compare(str(data.get(HASH_SESSION_KEY, "")), user.get_session_auth_hash())
+
+
+@dataclass(frozen=True)
+class UsageOverview:
+    """What was spent since a moment, site-wide (the operator's overview)."""
+
+    messages_per_day: list[dict[str, Any]]  # {"day": date, "value": requests for answers}
+    tokens_per_day: list[dict[str, Any]]  # {"day": date, "value": tokens}
+    per_model: list[dict[str, Any]]  # {"model", "tokens", "answers"}, most tokens first
+    top_users: list[dict[str, Any]]  # {"user__username", "tokens"}, the ten biggest
+
+
+def usage_overview(*, since: datetime) -> UsageOverview:
+    """From the usage ledger: four grouped queries, whatever the number of rows."""
+    events = UsageEvent.objects.filter(at__gte=since)
+    tokens = events.filter(kind=UsageEvent.Kind.TOKENS)
+    return UsageOverview(
+        messages_per_day=list(
+            events.filter(kind=UsageEvent.Kind.MESSAGE)
+            .annotate(day=TruncDate("at"))
+            .values("day")
+            .annotate(value=Count("id"))
+        ),
+        tokens_per_day=list(
+            tokens.annotate(day=TruncDate("at")).values("day").annotate(value=Sum("tokens"))
+        ),
+        per_model=list(
+            tokens.values("model")
+            .annotate(tokens=Sum("tokens"), answers=Count("id"))
+            .order_by("-tokens")
+        ),
+        top_users=list(
+            tokens.values("user__username").annotate(tokens=Sum("tokens")).order_by("-tokens")[:10]
+        ),
     )

@@ -3,17 +3,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+
+from chatsite.errors import ActionRefused
+from chatsite.types import Account
+from conversations import services as conversation_services
+from conversations.streaming import broadcast
 
 from . import selectors
 from .models import SignupRecord, Suspension
 
 
-def suspension_permitted(*, user: Any, moderator: Any) -> None:
+def suspension_permitted(*, user: Account, moderator: Account) -> None:
     """Who may suspend whom: nobody themselves, never a superuser, staff only by a
     superuser (else moderators could lock each other, or their superiors, out)."""
     if moderator is not None and user.pk == moderator.pk:
@@ -24,7 +32,9 @@ def suspension_permitted(*, user: Any, moderator: Any) -> None:
         raise ValidationError("Only a superuser can suspend a member of staff.")
 
 
-def suspension_validate(*, user: Any, until: datetime | None, reason: str, moderator: Any) -> None:
+def suspension_validate(
+    *, user: Account, until: datetime | None, reason: str, moderator: Account
+) -> None:
     """Every check user_suspend makes, for forms to show before anything is saved."""
     suspension_permitted(user=user, moderator=moderator)
     if not reason or not reason.strip():
@@ -33,25 +43,33 @@ def suspension_validate(*, user: Any, until: datetime | None, reason: str, moder
         raise ValidationError("The end of a suspension must be in the future.")
 
 
-def user_suspend(*, user: Any, until: datetime | None, reason: str, moderator: Any) -> Suspension:
-    """Suspend a user. The caller then ends their sockets and answers (generation)."""
+def user_suspend(
+    *, user: Account, until: datetime | None, reason: str, moderator: Account
+) -> Suspension:
+    """Suspend a user. Once it is saved their answers stop and every open page of theirs,
+    in every process, is told and closed: within seconds, not at their next click."""
     suspension_validate(user=user, until=until, reason=reason, moderator=moderator)
-    return Suspension.objects.create(
+    suspension = Suspension.objects.create(
         user=user, until=until, reason=reason.strip(), created_by=moderator
     )
+    user_id = user.pk
+    transaction.on_commit(lambda: async_to_sync(broadcast.user_kick)(user_id=user_id))
+    return suspension
 
 
-def suspension_lift(*, suspension: Suspension, moderator: Any) -> None:
+def suspension_lift(*, suspension: Suspension, moderator: Account) -> None:
     Suspension.objects.filter(pk=suspension.pk, lifted_at=None).update(
         lifted_at=timezone.now(), lifted_by=moderator
     )
 
 
-class SignupLimitReached(Exception):
+class SignupLimitReached(ActionRefused):
     """This address created as many accounts in the last hour as the site allows."""
 
     def __init__(self, lockout: selectors.Lockout) -> None:
-        super().__init__(f"sign-ups refused until {lockout.until:%H:%M}")
+        super().__init__(
+            selectors.lockout_notice(lockout), retry_after=float(lockout.seconds_left())
+        )
         self.lockout = lockout
 
 
@@ -87,3 +105,34 @@ def signin_failures_forget(*, username: str | None) -> int:
         return 0
     deleted, _ = AccessAttempt.objects.filter(username=username).delete()
     return deleted
+
+
+def user_create(*, username: str, password: str, email: str = "") -> AbstractBaseUser:
+    """Create an account; the very first account of the site becomes its superuser."""
+    User = get_user_model()
+    with transaction.atomic():
+        first = not User.objects.exists()
+        if first:
+            return User.objects.create_superuser(username=username, email=email, password=password)
+        return User.objects.create_user(username=username, email=email, password=password)
+
+
+def user_password_confirm(*, user: Account, password: Any) -> None:
+    """ValidationError unless this is the user's password (before anything irreversible)."""
+    if not isinstance(password, str) or not password or not user.check_password(password):
+        raise ValidationError("That password is not right. Nothing was deleted.")
+
+
+def user_delete(*, user: Account) -> None:
+    """Delete an account and everything in it (conversations, messages, settings). The
+    caller has confirmed the password and stopped its streaming answers. The history goes
+    first, in short transactions; then the account and what is left of it, at once."""
+    conversation_services.conversation_delete_owned(owner_id=user.pk)
+    with transaction.atomic():
+        get_user_model().objects.filter(pk=user.pk).delete()
+
+
+def user_history_delete(*, user: Account) -> int:
+    """Delete all of a user's conversations (the account stays), except one whose answer
+    is still being written. Returns how many were deleted."""
+    return conversation_services.conversation_delete_owned(owner_id=user.pk, keep_streaming=True)

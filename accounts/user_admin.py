@@ -13,10 +13,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from conversations import services as conversation_services
-from conversations.models import Conversation
-from conversations.views import export_zip_response
+from chatsite.types import Account
+from conversations import selectors as conversation_selectors
 from moderation import services as moderation_services
+
+from . import services
+from .views import export_zip_response
 
 User = get_user_model()
 
@@ -31,12 +33,14 @@ class ChatsiteUserAdmin(UserAdmin):
             return None
         return users[0]
 
-    def _confirm(self, request: HttpRequest, user: Any, action: str, **extra: Any) -> HttpResponse:
+    def _confirm(
+        self, request: HttpRequest, user: Account, action: str, **extra: Any
+    ) -> HttpResponse:
         context = {
             **self.admin_site.each_context(request),
             "target": user,
             "action": action,
-            "conversations": Conversation.objects.filter(owner=user).count(),
+            "conversations": len(conversation_selectors.conversation_ids(user=user)),
             **extra,
         }
         return TemplateResponse(request, "admin/user_data_action.html", context)
@@ -74,7 +78,7 @@ class ChatsiteUserAdmin(UserAdmin):
             return None
         if request.POST.get("confirmed") != "yes":
             return self._confirm(request, user, "delete_user_data")
-        count = conversation_services.user_history_delete(user=user)
+        count = services.user_history_delete(user=user)
         self.message_user(
             request, f"Deleted the data of {user} ({count} conversations).", messages.SUCCESS
         )

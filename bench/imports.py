@@ -46,6 +46,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connections, transaction  # noqa: E402
 
+from accounts import services as account_services  # noqa: E402
 from bench import import_files  # noqa: E402
 from conversations import services  # noqa: E402
 from conversations.models import Conversation, ImportJob  # noqa: E402
@@ -177,8 +178,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
-    owner = services.user_create(username="importer", password="bench-password-1")
-    other = services.user_create(username="other", password="bench-password-1")
+    owner = account_services.user_create(username="importer", password="bench-password-1")
+    other = account_services.user_create(username="other", password="bench-password-1")
 
     data = import_files.chatsite_export(args.conversations, args.messages, words=4)
     rows = args.conversations * args.messages

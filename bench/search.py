@@ -39,7 +39,8 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from conversations import selectors, services  # noqa: E402
+from accounts import services as account_services  # noqa: E402
+from conversations import selectors  # noqa: E402
 from conversations.models import Conversation, Message  # noqa: E402
 
 SYLLABLES = [
@@ -77,8 +78,8 @@ def fill(conversations: int, per: int, rng: random.Random) -> tuple[Any, list[st
     words = vocabulary(6000, rng)
     # Zipf-like: a few words are everywhere, most are rare, like real text.
     weights = [1 / (rank + 1) for rank in range(len(words))]
-    owner: Any = services.user_create(username="bench", password="bench-password-123")
-    other: Any = services.user_create(username="other", password="bench-password-123")
+    owner: Any = account_services.user_create(username="bench", password="bench-password-123")
+    other: Any = account_services.user_create(username="other", password="bench-password-123")
     now = timezone.now()
     started = time.perf_counter()
     for start in range(0, conversations, 500):

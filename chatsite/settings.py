@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "template_partials",
+    "django_htmx",
     "conversations",
     "moderation",
     "accounts",
@@ -81,6 +82,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.htmx: whether (and how) htmx made the request
+    "django_htmx.middleware.HtmxMiddleware",
     "accounts.middleware.SuspensionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -206,7 +209,7 @@ AXES_RESET_ON_SUCCESS = True  # the account's failures only (see the handler)
 # REMOTE_ADDR as daphne gives it, never a header by itself: behind a proxy, run daphne
 # with --proxy-headers and have the proxy overwrite X-Forwarded-For (README, Security).
 AXES_CLIENT_IP_CALLABLE = "accounts.throttling.client_address"
-AXES_LOCKOUT_CALLABLE = "conversations.account_views.signin_refused"
+AXES_LOCKOUT_CALLABLE = "accounts.views.signin_refused"
 # No row per successful sign-in: nothing reads it, and it would keep addresses forever.
 AXES_DISABLE_ACCESS_LOG = True
 
@@ -329,6 +332,9 @@ CHATSITE_IMPORT_BATCH_ROWS = env_int("CHATSITE_IMPORT_BATCH_ROWS", 1000)
 CHATSITE_IMPORT_BACKGROUND_ROWS = env_int("CHATSITE_IMPORT_BACKGROUND_ROWS", 2000)
 CHATSITE_IMPORT_STALE_AFTER = env_float("CHATSITE_IMPORT_STALE_AFTER", 120.0)
 CHATSITE_DEMO_TOKENS_PER_SECOND = env_float("CHATSITE_DEMO_TOKENS_PER_SECOND", 40.0)
+# The demo's models and how fast each writes (times CHATSITE_DEMO_TOKENS_PER_SECOND), so
+# that the model picker has something to pick from with no set-up at all.
+CHATSITE_DEMO_MODELS = {"chatsite-demo": 1.0, "chatsite-demo-fast": 4.0}
 
 # --- Streaming --------------------------------------------------------------------------
 CHATSITE_FRAME_INTERVAL = env_float("CHATSITE_FRAME_INTERVAL", 0.05)  # seconds between frames

@@ -7,7 +7,7 @@ from moderation import overview
 urlpatterns = [
     path("admin/overview/", overview.overview, name="admin_overview"),
     path("admin/", admin.site.urls),
-    path("accounts/", include("conversations.account_urls")),
+    path("", include("accounts.urls")),
     path("", include("conversations.urls")),
 ]
 

@@ -11,7 +11,7 @@ import time
 
 from django.conf import settings
 
-from . import demo, upstream
+from . import upstream
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ async def model_choices(*, config: upstream.UpstreamConfig) -> list[str]:
     """The models to offer, the default first."""
     default = settings.OPENAI_MODEL
     if settings.CHATSITE_DEMO_MODE:
-        listed: list[str] | None = list(demo.MODELS)  # our own: no need to ask
+        listed: list[str] | None = list(settings.CHATSITE_DEMO_MODELS)  # ours: no need to ask
     else:
         listed = await _listed(config)
     allowed = settings.CHATSITE_MODELS

@@ -24,12 +24,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from accounts.selectors import suspension_current
+from accounts import selectors as account_selectors
+from chatsite.errors import ActionRefused
 from chatsite.throttle import slow_down_text, socket_admit, socket_release, throttle_wait
+from chatsite.types import Visitor
 
 from . import fragments, selectors
 from .models import Conversation, Message
-from .services import ConversationBusy, NotRetryable, RateLimited, VersionRefused
 from .streaming import frames, turns
 from .streaming.supervisor import supervisor_ensure
 
@@ -134,7 +135,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         else:
             await self._error("Unknown action.")
 
-    def _authorised_conversation(self, user: Any, public_id: Any) -> Conversation | None:
+    def _authorised_conversation(self, user: Visitor | None, public_id: Any) -> Conversation | None:
+        if user is None:
+            return None
         conversation = selectors.conversation_get(user=user, public_id=public_id)
         if conversation is None or not self._still_signed_in():
             return None  # not hers, or signed out elsewhere, or suspended
@@ -144,7 +147,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         """A user deactivated or signed out elsewhere starts nothing on an open socket."""
         session = self.scope.get("session")
         user = self.scope.get("user")
-        return selectors.user_session_is_live(
+        return account_selectors.user_session_is_live(
             user_id=getattr(user, "pk", None),
             session_key=getattr(session, "session_key", None),
         )
@@ -186,7 +189,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         except ValidationError as exc:
             await self._error(" ".join(exc.messages))
             return
-        except (ConversationBusy, RateLimited, NotRetryable, VersionRefused) as exc:
+        except ActionRefused as exc:
             await self._error(exc.user_message)
             return
         # Only now may the page clear what was typed: the message is saved.
@@ -231,15 +234,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         messages = await database_sync_to_async(selectors.message_list)(
             conversation=self.conversation
         )
-        last = messages[-1] if messages else None
+        item = messages[-1] if messages else None
+        last = item.message if item is not None else None
         streaming = last is not None and last.is_streaming
         html = fragments.composer_controls_html(streaming=streaming)
-        if last is not None and last.role == Message.Role.ASSISTANT:
+        if item is not None and last is not None and last.role == Message.Role.ASSISTANT:
             # The page says which last message it was rendered with: when that is still
             # the state, re-sending it would only reset what the reader is doing with it.
             seen = parse_qs(self.scope.get("query_string", b"").decode()).get("seen", [""])[0]
             if seen != f"{last.pk}-{last.status}":
-                html = fragments.message_html(last, is_last=True) + html
+                html = fragments.message_html(item, is_last=True) + html
         await self.send(text_data=html)
 
     # --- group and generation events ----------------------------------------------------
@@ -314,7 +318,10 @@ class UserConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_active:
             await self.close()  # refused before any data is sent
             return
-        if await database_sync_to_async(suspension_current)(user_id=user.pk) is not None:
+        if (
+            await database_sync_to_async(account_selectors.suspension_current)(user_id=user.pk)
+            is not None
+        ):
             await self.close()
             return
         if not socket_admit(key=user.pk, cap=settings.CHATSITE_MAX_SOCKETS_PER_USER):

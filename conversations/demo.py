@@ -27,10 +27,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-MODEL = "chatsite-demo"
-# The demo's models, and how fast each writes (times CHATSITE_DEMO_TOKENS_PER_SECOND), so
-# that the model picker has something to pick from with no set-up at all.
-MODELS = {MODEL: 1.0, "chatsite-demo-fast": 4.0}
+MODEL = "chatsite-demo"  # its models and their pace: settings.CHATSITE_DEMO_MODELS
 
 ANSWERS = [
     """Good question about **{topic}**. Here is how I would think about it, step by step.
@@ -204,7 +201,11 @@ async def _stream(call: _Call) -> AsyncIterator[str]:
     cid = f"chatcmpl-demo{uuid.uuid4().hex[:20]}"
     created = int(time.time())
     model = call.model
-    rate = max(1.0, float(settings.CHATSITE_DEMO_TOKENS_PER_SECOND) * MODELS.get(model, 1.0))
+    rate = max(
+        1.0,
+        float(settings.CHATSITE_DEMO_TOKENS_PER_SECOND)
+        * settings.CHATSITE_DEMO_MODELS.get(model, 1.0),
+    )
     tokens = _tokens(call.text)
     rng = random.Random(cid)
     yield _chunk(cid, created, {"role": "assistant", "content": "", "refusal": None}, model=model)
@@ -278,7 +279,7 @@ def _parse(body: bytes) -> _Call | JsonResponse:
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         return _error(400, "'messages' must be a list of message objects.")
     model = payload.get("model") or MODEL
-    if not isinstance(model, str) or model not in MODELS:
+    if not isinstance(model, str) or model not in settings.CHATSITE_DEMO_MODELS:
         return _error(404, f"The model `{str(model)[:100]}` does not exist.", "not_found_error")
     stream = bool(payload.get("stream"))
     options = payload.get("stream_options") or {}
@@ -351,7 +352,7 @@ async def models(request: HttpRequest) -> JsonResponse:
             "object": "list",
             "data": [
                 {"id": name, "object": "model", "created": 0, "owned_by": "chatsite"}
-                for name in MODELS
+                for name in settings.CHATSITE_DEMO_MODELS
             ],
         }
     )

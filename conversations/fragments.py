@@ -13,8 +13,9 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
-from .models import Conversation, Message
+from .models import Conversation
 from .rendering import plain_text, render, render_tail
+from .selectors import MessageView
 
 PAGE = "conversations/conversation.html"
 
@@ -29,26 +30,18 @@ def _out_of_band(html: str, *, user_frame: bool = False) -> str:
     return _FIRST_TAG.sub(rf'<\1{extra} hx-swap-oob="true"', html, count=1)
 
 
-def message_html(
-    message: Message,
-    *,
-    note: str = "",
-    is_last: bool = False,
-    split: tuple[str, str] | None = None,
-) -> str:
-    """A whole message. `split` is a streaming answer's (finished, growing) text."""
-    if split is not None:
-        message.stream_split = split  # type: ignore[attr-defined]
-    context = {"message": message, "note": note, "is_last": is_last}
+def message_html(item: MessageView, *, note: str = "", is_last: bool = False) -> str:
+    """A whole message, as the page renders it."""
+    context = {"item": item, "note": note, "is_last": is_last}
     return render_to_string(f"{PAGE}#message", context)
 
 
-def message_final_html(message: Message) -> str:
+def message_final_html(item: MessageView) -> str:
     """An answer in its final state, and the composer unlocked."""
-    return message_html(message, is_last=True) + composer_controls_html(streaming=False)
+    return message_html(item, is_last=True) + composer_controls_html(streaming=False)
 
 
-def message_list_html(messages: list[Message]) -> str:
+def message_list_html(messages: list[MessageView]) -> str:
     """The whole path of messages, replacing the list's content (versions switched)."""
     return render_to_string(f"{PAGE}#message_list", {"messages": messages})
 
@@ -78,9 +71,9 @@ def message_note_html(message_id: int, note: str) -> str:
     )
 
 
-def message_append_html(message: Message) -> str:
+def message_append_html(item: MessageView) -> str:
     """A new message, appended to the list (its own id makes later swaps find it)."""
-    return f'<div hx-swap-oob="beforeend:#messages">{message_html(message)}</div>'
+    return f'<div hx-swap-oob="beforeend:#messages">{message_html(item)}</div>'
 
 
 def composer_controls_html(*, streaming: bool) -> str:

@@ -163,10 +163,6 @@ class Message(models.Model):
     def is_streaming(self) -> bool:
         return self.status == self.Status.STREAMING
 
-    @property
-    def dom_id(self) -> str:
-        return f"message-{self.pk}"
-
 
 class UserSettings(models.Model):
     """A user's preferences for new conversations."""

@@ -155,3 +155,32 @@ def _postgres(owner_id: int, words: list[str]) -> list[Hit]:
         )
         messages = [Hit(cid, mid) for mid, cid, _rank in cursor.fetchall()]
     return titles + messages
+
+
+def conversation_ids_staff_wide(*, words: list[str], limit: int) -> list[int]:
+    """Not scoped to an owner (staff only, each result logged by the caller): the
+    conversations with a message holding every word (prefixes too), newest match first.
+    Only the newest POOL matching messages are looked at, so a common word costs the same
+    on any site. Hidden messages count: moderators keep their text."""
+    if not words:
+        return []
+    if connection.vendor == "postgresql":
+        match = " & ".join(f"{w}:*" for w in words)
+        pool = (
+            "SELECT m.id, m.conversation_id FROM conversations_message m"
+            " WHERE m.search_vector @@ to_tsquery('simple', %s) ORDER BY m.id DESC LIMIT %s"
+        )
+    else:
+        match = " ".join(f'"{w}"*' for w in words)  # query_words: letters and digits only
+        pool = (
+            "SELECT m.id, m.conversation_id FROM conversations_message_fts f"
+            " JOIN conversations_message m ON m.id = f.rowid"
+            " WHERE conversations_message_fts MATCH %s ORDER BY f.rowid DESC LIMIT %s"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT pool.conversation_id FROM ({pool}) pool"  # noqa: S608  # constants only
+            " GROUP BY pool.conversation_id ORDER BY MAX(pool.id) DESC LIMIT %s",
+            [match, POOL, limit],
+        )
+        return [row[0] for row in cursor.fetchall()]

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from importlib import import_module
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 
-from accounts.selectors import suspension_current
 from chatsite.inputs import aware_from, pk_from
+from chatsite.types import Account, Visitor, visitor_id
 
 from . import search
 from .models import Conversation, ImportJob, Message, UserSettings
@@ -37,20 +34,20 @@ def _as_uuid(value: Any) -> uuid.UUID | None:
         return None
 
 
-def _conversations(*, user: Any, archived: bool) -> QuerySet[Conversation]:
+def _conversations(*, user: Visitor, archived: bool) -> QuerySet[Conversation]:
     if not getattr(user, "is_authenticated", False):
         return Conversation.objects.none()
     streaming = Message.objects.filter(conversation=OuterRef("pk"), status=Message.Status.STREAMING)
     return (
         # importing: an import not yet complete shows nothing of itself.
-        Conversation.objects.filter(owner=user, archived=archived, importing=False)
+        Conversation.objects.filter(owner_id=visitor_id(user), archived=archived, importing=False)
         .annotate(is_live=Exists(streaming))
         .order_by("-pinned", "-updated_at", "-id")
     )
 
 
 def conversation_list(
-    *, user: Any, limit: int = 100, archived: bool = False
+    *, user: Visitor, limit: int = 100, archived: bool = False
 ) -> QuerySet[Conversation]:
     """The user's conversations: pinned first, then by last activity; archived apart."""
     return _conversations(user=user, archived=archived)[:limit]
@@ -60,7 +57,7 @@ SIDEBAR_PAGE = 30
 
 
 def conversation_page(
-    *, user: Any, after: str = "", size: int = SIDEBAR_PAGE, archived: bool = False
+    *, user: Visitor, after: str = "", size: int = SIDEBAR_PAGE, archived: bool = False
 ) -> tuple[list[Conversation], str]:
     """One page of the user's conversations in list order, and the cursor of the next page
     ("" when there is none). Keyset paging: a conversation moving up meanwhile is neither
@@ -87,19 +84,19 @@ def conversation_page(
 SEARCH_RESULTS = 20
 
 
-def conversation_search(*, user: Any, query: str, limit: int = SEARCH_RESULTS) -> list[Any]:
+def conversation_search(*, user: Visitor, query: str, limit: int = SEARCH_RESULTS) -> list[Any]:
     """The user's conversations matching every word of the query (prefixes too), best
     first, each with an escaped snippet whose matching words are marked."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return []
     words = search.query_words(query)
     found = search.hits(owner_id=user.pk, words=words, limit=limit)
-    rows = Conversation.objects.filter(owner=user, importing=False).in_bulk(
+    rows = Conversation.objects.filter(owner_id=visitor_id(user), importing=False).in_bulk(
         [h.conversation_id for h in found]
     )
     texts = dict(
         Message.objects.filter(
-            conversation__owner=user,
+            conversation__owner_id=visitor_id(user),
             hidden=False,  # text hidden by moderation is not shown, not even in a snippet
             pk__in=[h.message_id for h in found if h.message_id],
         ).values_list("pk", "content")
@@ -125,36 +122,61 @@ def conversation_search(*, user: Any, query: str, limit: int = SEARCH_RESULTS) -
     return results
 
 
-def conversation_get(*, user: Any, public_id: Any) -> Conversation | None:
+def conversation_get(*, user: Visitor, public_id: Any) -> Conversation | None:
     """The user's conversation with this public id, or None (not theirs, or no such)."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return None
     uid = _as_uuid(public_id)
     if uid is None:
         return None
-    return Conversation.objects.filter(owner=user, public_id=uid, importing=False).first()
+    return Conversation.objects.filter(
+        owner_id=visitor_id(user), public_id=uid, importing=False
+    ).first()
 
 
-def user_session_is_live(*, user_id: Any, session_key: str | None) -> bool:
-    """Is this socket's sign-in still valid: session not ended, user active, password same?"""
-    if user_id is None or not session_key:
-        return False
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    data = store.load()
-    if str(data.get(SESSION_KEY)) != str(user_id):
-        return False  # signed out (the session is gone) or someone else's
-    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-    if user is None or suspension_current(user_id=user_id) is not None:
-        return False
-    return constant_time_compare(str(data.get(HASH_SESSION_KEY, "")), user.get_session_auth_hash())
+@dataclass(frozen=True)
+class Versions:
+    """A message's place among its versions (its siblings, oldest first), for "< 2/3 >"."""
+
+    ids: tuple[int, ...]
+    number: int  # 1-based
+
+    @classmethod
+    def of(cls, message_id: int, ids: Sequence[int]) -> Versions:
+        ids = tuple(ids) if message_id in ids else (message_id,)
+        return cls(ids=ids, number=ids.index(message_id) + 1)
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    @property
+    def previous(self) -> int | None:
+        return self.ids[self.number - 2] if self.number > 1 else None
+
+    @property
+    def next(self) -> int | None:
+        return self.ids[self.number] if self.number < len(self.ids) else None
 
 
-def message_list(*, conversation: Conversation) -> list[Message]:
-    """The messages of the path of versions the reader sees, oldest first.
+@dataclass(frozen=True)
+class MessageView:
+    """What a template shows of a message: the row, its versions and, for an answer still
+    being written, how its text is cut (finished blocks, the growing one) as the frames
+    that follow expect it. One rendering serves the page, an htmx swap and a frame."""
 
-    Each carries `versions` (its siblings' ids, oldest first, itself included) and
-    `version` (its 1-based place among them), for the "2/3" switcher.
-    """
+    message: Message
+    versions: Versions
+    split: tuple[str, str] | None = None
+
+    def with_message(self, message: Message) -> MessageView:
+        """The same place among versions for a newer state of the row (versions cannot
+        change while an answer streams)."""
+        return replace(self, message=message, split=None)
+
+
+def message_list(*, conversation: Conversation) -> list[MessageView]:
+    """The messages of the path of versions the reader sees, oldest first."""
     rows = list(conversation.messages.order_by("id").values_list("id", "parent_id"))
     ids = _path_ids(rows, leaf_id=_leaf_id(conversation))
     siblings: dict[int | None, list[int]] = {}
@@ -162,30 +184,17 @@ def message_list(*, conversation: Conversation) -> list[Message]:
         siblings.setdefault(parent_id, []).append(pk)
     parent_of = dict(rows)
     by_id = conversation.messages.in_bulk(ids)
-    path = [by_id[pk] for pk in ids]
-    for message in path:
-        _set_versions(message, siblings[parent_of[message.pk]])
-    return path
+    return [MessageView(by_id[pk], Versions.of(pk, siblings[parent_of[pk]])) for pk in ids]
 
 
-def _set_versions(message: Message, versions: list[int]) -> None:
-    at = versions.index(message.pk)
-    message.versions = versions  # type: ignore[attr-defined]
-    message.version = at + 1  # type: ignore[attr-defined]
-    message.version_previous = versions[at - 1] if at > 0 else None  # type: ignore[attr-defined]
-    message.version_next = versions[at + 1] if at + 1 < len(versions) else None  # type: ignore[attr-defined]
-
-
-def message_with_versions(*, message: Message) -> Message:
-    """The message, carrying its versions (for rendering it alone, e.g. in a frame)."""
+def message_view(*, message: Message) -> MessageView:
+    """One message with its versions (for rendering it alone, e.g. in a frame)."""
     versions = list(
         Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id)
         .order_by("id")
         .values_list("id", flat=True)
     )
-    if message.pk in versions:
-        _set_versions(message, versions)
-    return message
+    return MessageView(message, Versions.of(message.pk, versions))
 
 
 def _path_ids(rows: Sequence[tuple[int, int | None]], *, leaf_id: int | None) -> list[int]:
@@ -279,7 +288,7 @@ def message_history_for_upstream(*, answer_id: int) -> list[dict[str, str]]:
     return ([{"role": "system", "content": prompt}] if prompt else []) + chain
 
 
-def user_settings_for(*, user: Any) -> UserSettings:
+def user_settings_for(*, user: Account) -> UserSettings:
     """The user's preferences (defaults, unsaved, for a user who never set any)."""
     found = UserSettings.objects.filter(user=user).first()
     return found if found is not None else UserSettings(user=user)
@@ -293,12 +302,12 @@ def usage_for_conversation(*, conversation: Conversation) -> dict[str, int]:
     return {"prompt": totals["prompt"] or 0, "completion": totals["completion"] or 0}
 
 
-def usage_this_month(*, user: Any) -> list[dict[str, Any]]:
+def usage_this_month(*, user: Visitor) -> list[dict[str, Any]]:
     """The user's tokens since the first of this month (the site's time zone), per model."""
     start = timezone.localtime().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     rows = (
         Message.objects.filter(
-            conversation__owner=user,
+            conversation__owner_id=visitor_id(user),
             conversation__importing=False,
             role=Message.Role.ASSISTANT,
             created_at__gte=start,
@@ -327,20 +336,26 @@ def message_all(*, conversation: Conversation) -> list[Message]:
     return list(conversation.messages.order_by("id"))
 
 
-def conversation_ids(*, user: Any) -> list[int]:
+def conversation_ids(*, user: Visitor) -> list[int]:
     """All of the user's conversations (archived too), oldest first: for an export."""
     if not getattr(user, "is_authenticated", False):
         return []
     return list(
-        Conversation.objects.filter(owner=user, importing=False)
+        Conversation.objects.filter(owner_id=visitor_id(user), importing=False)
         .order_by("id")
         .values_list("id", flat=True)
     )
 
 
-def conversation_batch(*, user: Any, ids: list[int]) -> list[tuple[Conversation, list[Message]]]:
+def conversation_batch(
+    *, user: Visitor, ids: list[int]
+) -> list[tuple[Conversation, list[Message]]]:
     """These conversations of the user's with all their messages (an export's slice)."""
-    rows = list(Conversation.objects.filter(owner=user, importing=False, pk__in=ids).order_by("id"))
+    rows = list(
+        Conversation.objects.filter(
+            owner_id=visitor_id(user), importing=False, pk__in=ids
+        ).order_by("id")
+    )
     messages: dict[int, list[Message]] = {c.pk: [] for c in rows}
     for message in Message.objects.filter(conversation__in=rows).order_by("id"):
         messages[message.conversation_id].append(message)
@@ -350,22 +365,22 @@ def conversation_batch(*, user: Any, ids: list[int]) -> list[tuple[Conversation,
 IMPORT_SHOWN_FOR = 600  # seconds a finished import's result stays on the settings page
 
 
-def import_job_get(*, user: Any, public_id: Any) -> ImportJob | None:
+def import_job_get(*, user: Visitor, public_id: Any) -> ImportJob | None:
     """The user's import with this public id, or None."""
     uid = _as_uuid(public_id)
     if not getattr(user, "is_authenticated", False) or uid is None:
         return None
-    return ImportJob.objects.filter(owner=user, public_id=uid).first()
+    return ImportJob.objects.filter(owner_id=visitor_id(user), public_id=uid).first()
 
 
-def import_job_recent(*, user: Any) -> ImportJob | None:
+def import_job_recent(*, user: Visitor) -> ImportJob | None:
     """The user's import to show on the settings page: one being written, or one that
     finished in the last few minutes."""
     if not getattr(user, "is_authenticated", False):
         return None
     since = timezone.now() - timedelta(seconds=IMPORT_SHOWN_FOR)
     return (
-        ImportJob.objects.filter(owner=user)
+        ImportJob.objects.filter(owner_id=visitor_id(user))
         .filter(Q(status=ImportJob.Status.RUNNING) | Q(finished_at__gte=since))
         .first()
     )
@@ -378,3 +393,16 @@ def import_job_conversations(*, job: ImportJob, limit: int = 20) -> list[Convers
             owner_id=job.owner_id, import_job=job, importing=False
         ).order_by("id")[:limit]
     )
+
+
+def answers_streaming_count() -> int:
+    """Answers being written right now, site-wide (the operator's overview)."""
+    return Message.objects.filter(status=Message.Status.STREAMING).count()
+
+
+def conversations_with_text_staff_wide(*, words: list[str], limit: int) -> list[Conversation]:
+    """The one read not scoped to an owner: staff searching message text in admin (each
+    conversation it reveals is recorded in the access log, with the reason given)."""
+    ids = search.conversation_ids_staff_wide(words=words, limit=limit)
+    found = Conversation.objects.select_related("owner").in_bulk(ids)
+    return [found[i] for i in ids if i in found]

@@ -20,51 +20,33 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from chatsite.errors import ActionRefused
+from chatsite.types import Account
+
 from . import selectors
 from .models import Conversation, Message, UserSettings
 
 
-class ConversationBusy(Exception):
+class ConversationBusy(ActionRefused):
     """An answer is already streaming in this conversation."""
 
-    user_message = (
+    default_message = (
         "An answer is still being written in this conversation. Stop it or wait for it "
         "to finish before sending another message."
     )
 
 
-class RateLimited(Exception):
+class RateLimited(ActionRefused):
     """The user asked for more than the site allows right now."""
 
-    def __init__(self, user_message: str, retry_after: float | None = None) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
-        self.retry_after = retry_after
 
-
-class NotRetryable(Exception):
+class NotRetryable(ActionRefused):
     """That answer cannot be retried or continued (not the latest, or not finished)."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
-
-
-def user_create(*, username: str, password: str, email: str = "") -> AbstractBaseUser:
-    """Create an account; the very first account of the site becomes its superuser."""
-    User = get_user_model()
-    with transaction.atomic():
-        first = not User.objects.exists()
-        if first:
-            return User.objects.create_superuser(username=username, email=email, password=password)
-        return User.objects.create_user(username=username, email=email, password=password)
 
 
 def message_text_clean(*, text: Any) -> str:
@@ -82,7 +64,7 @@ def message_text_clean(*, text: Any) -> str:
 
 
 def conversation_create(
-    *, owner: Any, model: str, title: str = "", system_prompt: str = ""
+    *, owner: Account, model: str, title: str = "", system_prompt: str = ""
 ) -> Conversation:
     return Conversation.objects.create(
         owner=owner, model=model, title=title[:200], system_prompt=system_prompt
@@ -128,7 +110,7 @@ def conversation_configure(
 
 
 def user_settings_update(
-    *, user: Any, choices: list[str], default_model: Any, default_system_prompt: Any
+    *, user: Account, choices: list[str], default_model: Any, default_system_prompt: Any
 ) -> UserSettings:
     """A user's defaults for new conversations ("" model: the site's default)."""
     model = "" if default_model in ("", None) else _model_clean(default_model, choices)
@@ -139,10 +121,8 @@ def user_settings_update(
     return row
 
 
-class VersionRefused(Exception):
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
+class VersionRefused(ActionRefused):
+    """That version cannot be shown (none such, or an answer is streaming)."""
 
 
 def conversation_show_version(*, conversation: Conversation, message_id: Any) -> Conversation:
@@ -369,27 +349,13 @@ class _WritePacer:
             self._held = self._ended - began
 
 
-def user_password_confirm(*, user: Any, password: Any) -> None:
-    """ValidationError unless this is the user's password (before anything irreversible)."""
-    if not isinstance(password, str) or not password or not user.check_password(password):
-        raise ValidationError("That password is not right. Nothing was deleted.")
-
-
-def user_delete(*, user: Any) -> None:
-    """Delete an account and everything in it (conversations, messages, settings). The
-    caller has confirmed the password and stopped its streaming answers. The history goes
-    first, in short transactions; then the account and what is left of it, at once."""
-    conversation_delete_batched(conversations=Conversation.objects.filter(owner_id=user.pk))
-    with transaction.atomic():
-        get_user_model().objects.filter(pk=user.pk).delete()
-
-
-def user_history_delete(*, user: Any) -> int:
-    """Delete all of a user's conversations (the account stays), except one whose answer
-    is still being written. Returns how many were deleted."""
-    conversations = Conversation.objects.filter(owner_id=user.pk).exclude(
-        messages__status=Message.Status.STREAMING
-    )
+def conversation_delete_owned(*, owner_id: int, keep_streaming: bool = False) -> int:
+    """Delete all of a user's conversations, in short transactions (an account's
+    deletion, or an operator's), except, with `keep_streaming`, one whose answer is still
+    being written. Returns how many were deleted."""
+    conversations = Conversation.objects.filter(owner_id=owner_id)
+    if keep_streaming:
+        conversations = conversations.exclude(messages__status=Message.Status.STREAMING)
     count = conversations.count()
     conversation_delete_batched(conversations=conversations)
     return count

@@ -20,10 +20,17 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts import quotas
+from chatsite.types import Account
 
 from . import selectors
 from .models import Conversation, Message
-from .services import ConversationBusy, NotRetryable, RateLimited, message_text_clean
+from .services import (
+    ConversationBusy,
+    NotRetryable,
+    RateLimited,
+    conversation_create,
+    message_text_clean,
+)
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,18 @@ def turn_start(
                 return earlier
         raise ConversationBusy from exc
     return Turn(user_message=user_message, answer=answer)
+
+
+def conversation_start(
+    *, owner: Account, model: str, system_prompt: str, text: Any, generation_channel: str
+) -> Turn:
+    """A new conversation with its first message and an empty answer, in one transaction:
+    a message refused (bad text, a limit) leaves no empty conversation behind."""
+    with transaction.atomic():
+        conversation = conversation_create(owner=owner, model=model, system_prompt=system_prompt)
+        return turn_start(
+            conversation=conversation, text=text, generation_channel=generation_channel
+        )
 
 
 def _turn_for_key(*, conversation: Conversation, client_key: str) -> Turn | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -61,6 +62,14 @@ def configured(*, server: tuple[str, int] | None = None) -> UpstreamConfig:
         connect_timeout=settings.CHATSITE_UPSTREAM_CONNECT_TIMEOUT,
         idle_timeout=settings.CHATSITE_UPSTREAM_IDLE_TIMEOUT,
     )
+
+
+def retry_delay(attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter; the upstream's Retry-After wins when given."""
+    if retry_after is not None:
+        return retry_after
+    ceiling = min(8.0, settings.CHATSITE_RETRY_BASE_DELAY * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
 
 
 @lru_cache(maxsize=16)
@@ -234,11 +243,6 @@ class ChatStream:
         self._manager = manager
         self._response = response
         self.request_id = request_id
-
-    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        async for events in self.batches():
-            for event in events:
-                yield event
 
     async def batches(self) -> AsyncIterator[list[StreamEvent]]:
         """The events of each network read, together. A reader that pauses between reads

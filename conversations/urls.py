@@ -6,15 +6,6 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("conversations/new/", views.conversation_create, name="conversation_create"),
     path("search/", views.conversation_search, name="conversation_search"),
-    path("settings/", views.user_settings, name="user_settings"),
-    path("settings/export.zip", views.export_all, name="export_all"),
-    path("settings/import/", views.conversation_import, name="conversation_import"),
-    path(
-        "settings/import/<uuid:public_id>/",
-        views.conversation_import_status,
-        name="conversation_import_status",
-    ),
-    path("settings/delete-account/", views.account_delete, name="account_delete"),
     path(
         "conversations/<uuid:public_id>/export.<str:kind>",
         views.conversation_export,

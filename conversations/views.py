@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import IO, Any
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import (
@@ -15,39 +13,43 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseRedirect,
-    StreamingHttpResponse,
 )
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import escape
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
 
 from accounts import quotas
+from chatsite.errors import ActionRefused
 from chatsite.throttle import throttled
-from moderation import selectors as moderation_selectors
+from chatsite.types import Account, account_of
 from moderation import services as moderation_services
 
 from . import catalog, selectors, services, upstream
 from .fragments import PAGE
-from .models import Conversation, ImportJob
-from .portability import exports, parsing, reading, writing
+from .models import Conversation
+from .portability import exports
 from .streaming import broadcast, turns
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails  # set by django_htmx's middleware for every request
+
 
 # Cheap actions, per user and process (chatsite/throttle.py): generous for a person, a
 # wall for a loop. Reports fill the moderators' queue, so fewer of those.
 EDITS_PER_SECOND, EDITS_BURST = 5.0, 20
 SEARCHES_PER_SECOND, SEARCHES_BURST = 5.0, 20
 REPORTS_PER_SECOND, REPORTS_BURST = 0.1, 5
-# Checking a refused file costs about a second of a worker thread per 15 MB.
-IMPORTS_PER_SECOND, IMPORTS_BURST = 0.1, 3
 
 
 @require_GET
 @login_required
 async def home(request: HttpRequest) -> HttpResponse:
-    user = await request.auser()
+    user = account_of(await request.auser())
     choices = await _model_choices(request)
     return await sync_to_async(_home_page)(
         request, user, choices, archived=request.GET.get("archived") == "1"
@@ -56,7 +58,7 @@ async def home(request: HttpRequest) -> HttpResponse:
 
 def _home_page(
     request: HttpRequest,
-    user: Any,
+    user: Account,
     choices: list[str],
     *,
     archived: bool = False,
@@ -77,14 +79,14 @@ def _home_page(
 @require_GET
 @login_required
 async def conversation_detail(request: HttpRequest, public_id: str) -> HttpResponse:
-    user = await request.auser()
+    user = account_of(await request.auser())
     choices = await _model_choices(request)
     return await sync_to_async(_conversation_page)(request, user, public_id, choices)
 
 
 def _conversation_page(
     request: HttpRequest,
-    user: Any,
+    user: Account,
     public_id: str,
     choices: list[str],
     *,
@@ -95,7 +97,8 @@ def _conversation_page(
     if conversation is None:
         raise Http404("No such conversation.")
     messages = selectors.message_list(conversation=conversation)
-    streaming = any(m.is_streaming for m in messages)
+    streaming = any(item.message.is_streaming for item in messages)
+    last = messages[-1].message if messages else None
     conversations, next_cursor = selectors.conversation_page(user=user)
     return render(
         request,
@@ -110,15 +113,11 @@ def _conversation_page(
             "usage": selectors.usage_for_conversation(conversation=conversation),
             "quota_text": _quota_text(user),
             "ws_path": f"/ws/conversations/{conversation.public_id}/"
-            + (f"?seen={messages[-1].pk}-{messages[-1].status}" if messages else ""),
+            + (f"?seen={last.pk}-{last.status}" if last is not None else ""),
             **extra,
         },
         status=status,
     )
-
-
-def _from_htmx(request: HttpRequest) -> bool:
-    return request.headers.get("HX-Request") == "true"
 
 
 async def _whole_page(
@@ -130,14 +129,14 @@ async def _whole_page(
         # 303: the reload that follows is a GET, not the form again.
         url = reverse("conversation_detail", args=[conversation.public_id])
         return HttpResponseRedirect(url, status=303)
-    user = await request.auser()
+    user = account_of(await request.auser())
     choices = await _model_choices(request)
     return await sync_to_async(_conversation_page)(
         request, user, str(conversation.public_id), choices, status=status, **extra
     )
 
 
-def _quota_text(user: Any) -> str:
+def _quota_text(user: Account) -> str:
     allowance = quotas.allowance(user_id=user.pk)
     return allowance.text if allowance is not None and allowance.low else ""
 
@@ -156,7 +155,7 @@ def _with_current(choices: list[str], current: str) -> list[str]:
 @login_required
 async def conversation_create(request: HttpRequest) -> HttpResponse:
     """Create a conversation, optionally with its first message (whose answer starts now)."""
-    user = await request.auser()
+    user = account_of(await request.auser())
     text = request.POST.get("message", "")
     if text.strip():
         try:
@@ -166,25 +165,30 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
     choices = await _model_choices(request)
     preferences = await sync_to_async(selectors.user_settings_for)(user=user)
     model = request.POST.get("model") or preferences.default_model
-    conversation = await sync_to_async(services.conversation_create)(
-        owner=user,
-        # A model that is not (or no longer) offered falls back to the site's default.
-        model=model if model in choices else choices[0],
-        system_prompt=preferences.default_system_prompt,
-    )
-    if text.strip():
-        server = _server_address(request)
-        try:
-            await turns.turn_send(conversation=conversation, text=text, server=server)
-        except (services.RateLimited, services.ConversationBusy) as exc:
-            # Nothing was saved for the message: leave no empty conversation behind either.
-            await conversation.adelete()
-            return await _home_with_error(request, user, text, exc.user_message, 429)
+    # A model that is not (or no longer) offered falls back to the site's default.
+    model = model if model in choices else choices[0]
+    prompt = preferences.default_system_prompt
+    if not text.strip():
+        conversation = await sync_to_async(services.conversation_create)(
+            owner=user, model=model, system_prompt=prompt
+        )
+        return HttpResponseRedirect(reverse("conversation_detail", args=[conversation.public_id]))
+    try:
+        turn = await turns.conversation_start(
+            owner=user,
+            model=model,
+            system_prompt=prompt,
+            text=text,
+            server=_server_address(request),
+        )
+    except ActionRefused as exc:  # a limit, or a quota: try again later
+        return await _home_with_error(request, user, text, exc.user_message, 429)
+    conversation = turn.user_message.conversation
     return HttpResponseRedirect(reverse("conversation_detail", args=[conversation.public_id]))
 
 
 async def _home_with_error(
-    request: HttpRequest, user: object, text: str, error: str, status: int
+    request: HttpRequest, user: Account, text: str, error: str, status: int
 ) -> HttpResponse:
     choices = await _model_choices(request)
     return await sync_to_async(_home_page)(
@@ -208,7 +212,7 @@ def _server_address(request: HttpRequest) -> tuple[str, int] | None:
 
 
 async def _owned(request: HttpRequest, public_id: Any) -> Conversation:
-    user = await request.auser()
+    user = account_of(await request.auser())
     conversation = await sync_to_async(selectors.conversation_get)(user=user, public_id=public_id)
     if conversation is None:
         raise Http404("No such conversation.")
@@ -218,7 +222,7 @@ async def _owned(request: HttpRequest, public_id: Any) -> Conversation:
 async def _title_area(
     request: HttpRequest, conversation: Conversation, *, status: int = 200, **extra: Any
 ) -> HttpResponse:
-    user = await request.auser()
+    user = account_of(await request.auser())
     conversations, next_cursor = await sync_to_async(selectors.conversation_page)(user=user)
     context = {
         "conversation": conversation,
@@ -236,19 +240,19 @@ async def _title_area(
 @require_POST
 @login_required
 @throttled("edit", rate=EDITS_PER_SECOND, burst=EDITS_BURST)
-async def conversation_rename(request: HttpRequest, public_id: str) -> HttpResponse:
+async def conversation_rename(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     conversation = await _owned(request, public_id)
     title = request.POST.get("title", "")
     try:
         await sync_to_async(services.conversation_rename)(conversation=conversation, title=title)
     except ValidationError as exc:
         error = {"rename_error": " ".join(exc.messages), "rename_value": title[:300]}
-        if not _from_htmx(request):
+        if not request.htmx:
             return await _whole_page(request, conversation, status=422, **error)
         # 422: htmx swaps it in (see responseHandling in base.html) so the error shows.
         return await _title_area(request, conversation, status=422, **error)
     await broadcast.conversation_announce_title(conversation=conversation)
-    if not _from_htmx(request):
+    if not request.htmx:
         return await _whole_page(request, conversation)
     return await _title_area(request, conversation)
 
@@ -267,15 +271,13 @@ async def conversation_flags(request: HttpRequest, public_id: str) -> HttpRespon
 
 @require_POST
 @login_required
-async def conversation_delete(request: HttpRequest, public_id: str) -> HttpResponse:
+async def conversation_delete(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     conversation = await _owned(request, public_id)
     await broadcast.conversation_remove(conversation=conversation)
-    if request.headers.get("HX-Request"):
+    if request.htmx:
         # Not a 302: the browser's XHR would follow it and htmx would swap the home page
         # into the button. htmx navigates on HX-Redirect instead.
-        response = HttpResponse(status=200)
-        response["HX-Redirect"] = reverse("home")
-        return response
+        return HttpResponseClientRedirect(reverse("home"))
     return HttpResponseRedirect(reverse("home"))
 
 
@@ -302,12 +304,12 @@ def conversation_sidebar(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 @throttled("search", rate=SEARCHES_PER_SECOND, burst=SEARCHES_BURST)
-def conversation_search(request: HttpRequest) -> HttpResponse:
+def conversation_search(request: HtmxHttpRequest) -> HttpResponse:
     """Results as the user types (an htmx fragment), or a page of its own without script."""
     query = request.GET.get("q", "")[:200]
     results = selectors.conversation_search(user=request.user, query=query) if query else []
     context = {"query": query, "results": results}
-    if request.headers.get("HX-Request"):
+    if request.htmx:
         # Nothing at all for an empty box, so that the sidebar's list shows again.
         html = render_to_string("conversations/search.html#results", context, request=request)
         return HttpResponse(html.strip())
@@ -317,7 +319,7 @@ def conversation_search(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 @throttled("edit", rate=EDITS_PER_SECOND, burst=EDITS_BURST)
-async def conversation_configure(request: HttpRequest, public_id: str) -> HttpResponse:
+async def conversation_configure(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     """The model for the next answers, and the conversation's instructions."""
     conversation = await _owned(request, public_id)
     choices = await _model_choices(request)
@@ -334,7 +336,7 @@ async def conversation_configure(request: HttpRequest, public_id: str) -> HttpRe
     except ValidationError as exc:
         context["configure_error"] = " ".join(exc.messages)
         status = 422
-    if not _from_htmx(request):
+    if not request.htmx:
         error = {"configure_error": context["configure_error"]} if status == 422 else {}
         return await _whole_page(request, conversation, status=status, **error)
     context["model_choices"] = _with_current(choices, conversation.model)
@@ -343,53 +345,6 @@ async def conversation_configure(request: HttpRequest, public_id: str) -> HttpRe
     )
     html = await sync_to_async(render_to_string)(f"{PAGE}#configure", context, request=request)
     return HttpResponse(html, status=status)
-
-
-@require_http_methods(["GET", "POST"])
-@login_required
-async def user_settings(request: HttpRequest) -> HttpResponse:
-    """Defaults for new conversations, this month's usage, taking data away, the account."""
-    user = await request.auser()
-    choices = await _model_choices(request)
-    return await sync_to_async(_user_settings_page)(
-        request, user, choices, save=request.method == "POST"
-    )
-
-
-def _user_settings_page(
-    request: HttpRequest,
-    user: Any,
-    choices: list[str],
-    *,
-    save: bool = False,
-    status: int = 200,
-    **extra: Any,
-) -> HttpResponse:
-    context: dict[str, Any] = {"model_choices": choices, **extra}
-    if save:
-        try:
-            services.user_settings_update(
-                user=user,
-                choices=choices,
-                default_model=request.POST.get("default_model", ""),
-                default_system_prompt=request.POST.get("default_system_prompt", ""),
-            )
-            context["saved"] = True
-        except ValidationError as exc:
-            context["settings_error"] = " ".join(exc.messages)
-            status = 422
-    context["preferences"] = selectors.user_settings_for(user=user)
-    context["usage"] = selectors.usage_this_month(user=user)
-    if "import_job" in context:
-        context.update(_import_context(job=context["import_job"]))
-    else:
-        context.update(_import_context(job=selectors.import_job_recent(user=user)))
-    context["accesses"] = (
-        moderation_selectors.access_log_for_owner(user=user)
-        if settings.CHATSITE_SHOW_ACCESS_LOG_TO_USERS
-        else None
-    )
-    return render(request, "conversations/settings.html", context, status=status)
 
 
 @require_GET
@@ -409,7 +364,7 @@ def conversation_export(request: HttpRequest, public_id: str, kind: str) -> Http
         )
         response["Content-Disposition"] = f'attachment; filename="{stem}.json"'
         return response
-    path = selectors.message_list(conversation=conversation)
+    path = [item.message for item in selectors.message_list(conversation=conversation)]
     total = len(selectors.message_all(conversation=conversation))
     response = HttpResponse(
         exports.to_markdown(conversation, path, total),
@@ -417,149 +372,6 @@ def conversation_export(request: HttpRequest, public_id: str, kind: str) -> Http
     )
     response["Content-Disposition"] = f'attachment; filename="{stem}.md"'
     return response
-
-
-@require_GET
-@login_required
-async def export_all(request: HttpRequest) -> StreamingHttpResponse:
-    """Every conversation of the user, JSON and Markdown, as one zip. Streamed: the
-    server holds a batch of conversations at a time, never the archive."""
-    user = await request.auser()
-    return export_zip_response(user)
-
-
-EXPORT_BATCH = 20  # conversations read per query while the zip streams
-
-
-def export_zip_response(user: Any) -> StreamingHttpResponse:
-    """The zip of all of a user's conversations, as a streaming download (the settings
-    page's export, and the admin's export of one user's data)."""
-
-    def build(batch: list[int], archive: exports.ZipStream) -> bytes:
-        out = b""
-        for conversation, messages in selectors.conversation_batch(user=user, ids=batch):
-            stem = "conversations/" + exports.file_stem(conversation)
-            document = exports.conversation_document(conversation, messages)
-            out += archive.add(f"{stem}.json", exports.to_json([document]))
-            path = selectors.message_list(conversation=conversation)
-            markdown = exports.to_markdown(conversation, path, len(messages))
-            out += archive.add(f"{stem}.md", markdown.encode())
-        return out
-
-    async def stream() -> AsyncIterator[bytes]:
-        ids = await sync_to_async(selectors.conversation_ids)(user=user)
-        archive = exports.ZipStream()
-        for start in range(0, len(ids), EXPORT_BATCH):
-            chunk = await sync_to_async(build)(ids[start : start + EXPORT_BATCH], archive)
-            if chunk:
-                yield chunk
-        yield archive.close()
-
-    response = StreamingHttpResponse(stream(), content_type="application/zip")
-    stamp = timezone.now().strftime("%Y-%m-%d")
-    name = f"chatsite-{user.get_username()}-{stamp}.zip"
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
-
-
-@require_POST
-@login_required
-@throttled("import", rate=IMPORTS_PER_SECOND, burst=IMPORTS_BURST)
-async def conversation_import(request: HttpRequest) -> HttpResponse:
-    """A chatsite export (JSON or zip) or ChatGPT's conversations.json. The whole file is
-    checked first: a refusal says why (400) and nothing is written. Then it is written in
-    short transactions, hidden until complete: a small file before the page answers, a
-    large one after, while the page shows its progress (202)."""
-    user = await request.auser()
-    choices = await _model_choices(request)
-
-    def check() -> tuple[IO[bytes], parsing.ImportTotals, str]:
-        upload = request.FILES.get("file")
-        if upload is None:
-            raise reading.ImportRefused("Choose a file to import.")
-        copy = parsing.upload_copy(upload)
-        try:
-            return copy, parsing.import_check(copy), upload.name or ""
-        except BaseException:
-            copy.close()
-            raise
-
-    try:
-        # CPU-bound and no database: a worker thread, off the event loop and off the
-        # thread that every request's database work shares.
-        copy, totals, name = await sync_to_async(check, thread_sensitive=False)()
-    except reading.ImportRefused as exc:
-        return await sync_to_async(_user_settings_page)(
-            request, user, choices, status=400, import_error=str(exc)
-        )
-
-    def write() -> HttpResponse:
-        try:
-            job = writing.import_job_create(owner=user, totals=totals, name=name)
-        except reading.ImportRefused as exc:
-            copy.close()
-            return _user_settings_page(request, user, choices, status=409, import_error=str(exc))
-        if writing.import_in_background(totals=totals):
-            writing.import_job_launch(job=job, upload=copy)  # closes the copy when done
-            return _user_settings_page(request, user, choices, status=202, import_job=job)
-        try:
-            job = writing.import_job_run(job=job, upload=copy)
-        finally:
-            copy.close()
-        status = 200 if job.status == ImportJob.Status.COMPLETE else 500
-        return _user_settings_page(request, user, choices, status=status, import_job=job)
-
-    return await sync_to_async(write)()
-
-
-@require_GET
-@login_required
-def conversation_import_status(request: HttpRequest, public_id: str) -> HttpResponse:
-    """An import's progress, polled by the settings page while it is written, then its
-    result (the same fragment the page renders)."""
-    job = selectors.import_job_get(user=request.user, public_id=public_id)
-    if job is None:
-        raise Http404("No such import.")
-    return render(request, "conversations/settings.html#import_status", _import_context(job=job))
-
-
-def _import_context(*, job: ImportJob | None) -> dict[str, Any]:
-    if job is None:
-        return {"import_job": None}
-    shown = (
-        selectors.import_job_conversations(job=job)
-        if job.status == ImportJob.Status.COMPLETE
-        else []
-    )
-    return {
-        "import_job": job,
-        "import_conversations": shown,
-        "import_more": max(job.conversations_done - len(shown), 0),
-        # Its process died: the next import, or the nightly purge, deletes what it wrote.
-        "import_stalled": job.stalled,
-    }
-
-
-@require_POST
-@login_required
-async def account_delete(request: HttpRequest) -> HttpResponse:
-    """Delete the account and all its data, after the password is confirmed."""
-    user = await request.auser()
-    try:
-        await sync_to_async(services.user_password_confirm)(
-            user=user, password=request.POST.get("password")
-        )
-    except ValidationError as exc:
-        choices = await _model_choices(request)
-        return await sync_to_async(_user_settings_page)(
-            request, user, choices, status=400, delete_error=" ".join(exc.messages)
-        )
-    # Its answers' partials no longer matter, but their upstream calls must end.
-    assert user.pk is not None  # signed in: login_required
-    await broadcast.user_answers_stop(user_id=user.pk)
-    await sync_to_async(services.user_delete)(user=user)
-    await sync_to_async(logout)(request)
-    return HttpResponseRedirect(reverse("login"))
 
 
 @require_POST
@@ -572,7 +384,7 @@ def conversation_report(request: HttpRequest, public_id: str) -> HttpResponse:
         raise Http404("No such conversation.")
     try:
         moderation_services.flag_report(
-            reporter=request.user,
+            reporter=account_of(request.user),
             conversation=conversation,
             message_id=request.POST.get("message_id"),
             category=request.POST.get("category"),

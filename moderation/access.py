@@ -14,12 +14,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
+from chatsite.types import account_of
 from conversations import search
+from conversations import selectors as conversation_selectors
 from conversations.models import Conversation
 
 from . import services
@@ -31,7 +32,6 @@ GRANT_SECONDS = 15 * 60
 _GRANTS = "chatsite_access_grants"
 
 TEXT_SEARCH_RESULTS = 20  # conversations shown (and logged) per search, newest first
-TEXT_SEARCH_POOL = search.POOL  # newest matching messages looked at, whatever the site's size
 
 
 # --- grants -------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ class ReasonRequiredMixin:
         change_url = self._url("change", obj)
         try:
             services.access_record(
-                staff=request.user,
+                staff=account_of(request.user),
                 conversation=conversation,
                 reason=request.POST.get(REASON, ""),
                 path=change_url,
@@ -159,37 +159,6 @@ class ReasonRequiredMixin:
 # --- searching message text ---------------------------------------------------------------
 
 
-def conversations_with_text(*, words: list[str], limit: int) -> list[Conversation]:
-    """Staff-wide (not scoped to an owner, unlike selectors.conversation_search): the
-    conversations with a message holding every word (prefixes too), newest match first.
-    Only the newest TEXT_SEARCH_POOL matching messages are looked at, so a common word
-    costs the same on any site. Hidden messages count: moderators keep their text."""
-    if not words:
-        return []
-    if connection.vendor == "postgresql":
-        match = " & ".join(f"{w}:*" for w in words)
-        pool = (
-            "SELECT m.id, m.conversation_id FROM conversations_message m"
-            " WHERE m.search_vector @@ to_tsquery('simple', %s) ORDER BY m.id DESC LIMIT %s"
-        )
-    else:
-        match = " ".join(f'"{w}"*' for w in words)  # words are letters and digits only
-        pool = (
-            "SELECT m.id, m.conversation_id FROM conversations_message_fts f"
-            " JOIN conversations_message m ON m.id = f.rowid"
-            " WHERE conversations_message_fts MATCH %s ORDER BY f.rowid DESC LIMIT %s"
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT pool.conversation_id FROM ({pool}) pool"  # noqa: S608  # constants only
-            " GROUP BY pool.conversation_id ORDER BY MAX(pool.id) DESC LIMIT %s",
-            [match, TEXT_SEARCH_POOL, limit],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-    found = Conversation.objects.select_related("owner").in_bulk(ids)
-    return [found[i] for i in ids if i in found]
-
-
 def text_search(request: HttpRequest, *, context: dict[str, Any]) -> HttpResponse:
     """The admin page that searches message text across users: words and a reason, by
     POST; each conversation it reveals is recorded in the access log with that reason.
@@ -207,10 +176,12 @@ def text_search(request: HttpRequest, *, context: dict[str, Any]) -> HttpRespons
     context["words"] = query[:200]
     if not words:
         return _search_error(request, context, "Give the words to look for.")
-    conversations = conversations_with_text(words=words, limit=TEXT_SEARCH_RESULTS)
+    conversations = conversation_selectors.conversations_with_text_staff_wide(
+        words=words, limit=TEXT_SEARCH_RESULTS
+    )
     try:  # recorded before anything is shown; without a reason nothing is
         services.access_record_text_search(
-            staff=request.user,
+            staff=account_of(request.user),
             conversations=conversations,
             words=" ".join(words),
             reason=request.POST.get(REASON, ""),

@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from accounts import services as account_services
+from chatsite.types import account_of
 from conversations.rendering import render
 
 from . import services
@@ -102,7 +103,7 @@ class FlagAdmin(PrivateTextLookupsMixin, admin.ModelAdmin):
         if flag is not None and self.has_view_or_change_permission(request, flag):
             # Reading a flag shows the user's turns: recorded, with the flag as the reason.
             services.access_record(
-                staff=request.user,
+                staff=account_of(request.user),
                 conversation=flag.conversation,
                 reason=f"Flag #{flag.pk} ({flag.get_source_display()}: {flag.category})",
                 path=request.get_full_path(),
@@ -152,13 +153,15 @@ class FlagAdmin(PrivateTextLookupsMixin, admin.ModelAdmin):
         flags = list(queryset)
         try:
             # Before the flags are closed as "suspended": the form would refuse it anyway.
-            account_services.suspension_permitted(user=flags[0].subject, moderator=request.user)
+            account_services.suspension_permitted(
+                user=flags[0].subject, moderator=account_of(request.user)
+            )
         except ValidationError as exc:
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
             return None
         services.flag_resolve(
             flags=flags,
-            moderator=request.user,
+            moderator=account_of(request.user),
             status=Flag.Status.SUSPENDED,
             note="User suspension opened from the flag queue.",
         )
@@ -169,7 +172,9 @@ class FlagAdmin(PrivateTextLookupsMixin, admin.ModelAdmin):
     def _resolve(self, request: HttpRequest, queryset: QuerySet[Flag], status: str) -> None:
         flags = list(queryset)
         note = f"{Flag.Status(status).label} from the flag queue."
-        count = services.flag_resolve(flags=flags, moderator=request.user, status=status, note=note)
+        count = services.flag_resolve(
+            flags=flags, moderator=account_of(request.user), status=status, note=note
+        )
         self.message_user(request, f"{count} flag(s) updated.", messages.SUCCESS)
 
     @admin.action(description="Dismiss the selected flags", permissions=["change"])
@@ -183,7 +188,7 @@ class FlagAdmin(PrivateTextLookupsMixin, admin.ModelAdmin):
     @admin.action(description="Unhide the flagged messages", permissions=["change"])
     def unhide_message(self, request: HttpRequest, queryset: QuerySet[Flag]) -> None:
         count = services.flag_unhide(
-            flags=list(queryset), moderator=request.user, note="Message shown again."
+            flags=list(queryset), moderator=account_of(request.user), note="Message shown again."
         )
         self.message_user(request, f"{count} message(s) shown again.", messages.SUCCESS)
 

@@ -8,18 +8,16 @@ from typing import Any
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Sum
-from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from accounts.models import UsageEvent
-from conversations.models import Message
+from accounts import selectors as account_selectors
+from conversations import selectors as conversation_selectors
 
-from .models import Flag
+from . import selectors
 
 DAYS = 30
 
@@ -69,39 +67,17 @@ def overview(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied  # per-user figures: superusers only
     since = timezone.now() - timedelta(days=DAYS - 1)
     start = timezone.localdate(since)
-    events = UsageEvent.objects.filter(at__gte=since)
-    messages = (
-        events.filter(kind=UsageEvent.Kind.MESSAGE)
-        .annotate(day=TruncDate("at"))
-        .values("day")
-        .annotate(value=Count("id"))
-    )
-    tokens = (
-        events.filter(kind=UsageEvent.Kind.TOKENS)
-        .annotate(day=TruncDate("at"))
-        .values("day")
-        .annotate(value=Sum("tokens"))
-    )
-    per_model = (
-        events.filter(kind=UsageEvent.Kind.TOKENS)
-        .values("model")
-        .annotate(tokens=Sum("tokens"), answers=Count("id"))
-        .order_by("-tokens")
-    )
-    top_users = (
-        events.filter(kind=UsageEvent.Kind.TOKENS)
-        .values("user__username")
-        .annotate(tokens=Sum("tokens"))
-        .order_by("-tokens")[:10]
-    )
+    usage = account_selectors.usage_overview(since=since)
     context = {
         "title": "Overview of the last 30 days",
-        "messages_chart": bar_chart(_series(messages, start), label="Messages per day"),
-        "tokens_chart": bar_chart(_series(tokens, start), label="Tokens per day"),
-        "per_model": list(per_model),
-        "top_users": list(top_users),
-        "open_flags": Flag.objects.filter(status=Flag.Status.OPEN).count(),
-        "streaming_now": Message.objects.filter(status=Message.Status.STREAMING).count(),
+        "messages_chart": bar_chart(
+            _series(usage.messages_per_day, start), label="Messages per day"
+        ),
+        "tokens_chart": bar_chart(_series(usage.tokens_per_day, start), label="Tokens per day"),
+        "per_model": usage.per_model,
+        "top_users": usage.top_users,
+        "open_flags": selectors.flags_open_count(),
+        "streaming_now": conversation_selectors.answers_streaming_count(),
         "site_header": "chatsite administration",
     }
     return render(request, "admin/overview.html", context)

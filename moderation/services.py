@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chatsite.inputs import pk_from
+from chatsite.types import Account
 from conversations.models import Conversation, Message
 
 from .models import AccessLog, Flag
@@ -52,7 +53,7 @@ def message_hide(*, message_id: int, reason: str) -> int:
 
 
 def flag_report(
-    *, reporter: Any, conversation: Conversation, message_id: Any, category: Any, comment: Any
+    *, reporter: Account, conversation: Conversation, message_id: Any, category: Any, comment: Any
 ) -> Flag:
     """A user's report of an answer (or the whole conversation, without a message)."""
     categories = dict(REPORT_CATEGORIES)
@@ -80,7 +81,7 @@ def flag_report(
     )
 
 
-def flag_resolve(*, flags: list[Flag], moderator: Any, status: str, note: str = "") -> int:
+def flag_resolve(*, flags: list[Flag], moderator: Account, status: str, note: str = "") -> int:
     """Close flags: dismissed, or their message hidden (or unhidden: back to dismissed)."""
     now = timezone.now()
     with transaction.atomic():
@@ -94,7 +95,7 @@ def flag_resolve(*, flags: list[Flag], moderator: Any, status: str, note: str = 
         )
 
 
-def flag_unhide(*, flags: list[Flag], moderator: Any, note: str = "") -> int:
+def flag_unhide(*, flags: list[Flag], moderator: Account, note: str = "") -> int:
     now = timezone.now()
     with transaction.atomic():
         message_ids = [f.message_id for f in flags if f.message_id]
@@ -112,11 +113,11 @@ ACCESS_REASON_CHARS = 1000
 
 def access_record(
     *,
-    staff: Any,
+    staff: Account,
     conversation: Conversation | None,
     reason: Any,
     path: str,
-    owner: Any = None,
+    owner: Account | None = None,
 ) -> AccessLog:
     """Record a look by staff at a user's conversation, or (without one) at all of an
     owner's data, before anything is shown."""
@@ -125,7 +126,7 @@ def access_record(
     return AccessLog.objects.create(
         staff=staff,
         staff_username=staff.get_username(),
-        owner_id=conversation.owner_id if conversation is not None else owner.pk,
+        owner_id=conversation.owner_id if conversation is not None else _pk(owner),
         conversation=conversation,
         conversation_title=(
             conversation.title[:200] if conversation is not None else "(all conversations)"
@@ -136,7 +137,7 @@ def access_record(
 
 
 def access_record_text_search(
-    *, staff: Any, conversations: list[Conversation], words: str, reason: Any, path: str
+    *, staff: Account, conversations: list[Conversation], words: str, reason: Any, path: str
 ) -> list[AccessLog]:
     """A staff-wide search of message text reveals whose conversations hold the words:
     one entry per conversation it reveals, before the results are shown."""
@@ -157,3 +158,9 @@ def access_record_text_search(
             for conversation in conversations
         ]
     )
+
+
+def _pk(owner: Account | None) -> int:
+    if owner is None:
+        raise ValueError("an access without a conversation names the owner")
+    return owner.pk

@@ -13,8 +13,9 @@ from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
+from accounts import services as account_services
 from chatsite.throttle import throttle_forget
-from conversations import services, upstream
+from conversations import upstream
 from conversations.streaming import generation
 from moderation import screening
 
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
 API_KEY = "sk-test-THIS-KEY-MUST-NEVER-LEAK-0123456789"
 ORIGIN = b"http://127.0.0.1:8000"
 HOST = b"127.0.0.1:8000"  # a browser's socket to the page's own origin carries its Host
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _asgi_application_loaded() -> None:
+    # Loading the ASGI application sets Django up again, and with it the logging
+    # configuration, which would drop the handler of a test's caplog that was installed
+    # before: load it once, first.
+    import chatsite.asgi  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +79,7 @@ async def no_stray_generations() -> AsyncIterator[None]:
 
 
 def make_user(username: str = "alice", password: str = "a-long-enough-password") -> Any:
-    return services.user_create(username=username, password=password)
+    return account_services.user_create(username=username, password=password)
 
 
 def session_cookie(user: Any) -> bytes:

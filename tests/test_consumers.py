@@ -14,6 +14,7 @@ from channels.layers import get_channel_layer
 
 from conversations import fragments, selectors, services
 from conversations.models import Conversation, Message
+from conversations.selectors import MessageView
 from tests.conftest import API_KEY, make_user, open_socket
 from tests.fake_openai import FakeUpstream, Stream
 from tests.frames import is_growth, norm, text_of, view_of
@@ -115,7 +116,7 @@ async def test_the_question_goes_upstream_before_the_page_is_told_and_text_waits
     seen_before_announcing: list[bool] = []
     append_html = fragments.message_append_html
 
-    def slow_append_html(message: Message) -> str:
+    def slow_append_html(message: MessageView) -> str:
         if not seen_before_announcing:
             try:
                 fake.wait_for_request(2, timeout=5)

@@ -14,6 +14,7 @@ from typing import TypeVar
 import pytest
 from django.db import connections
 
+from accounts import services as account_services
 from bench import import_files
 from conversations import selectors, services
 from conversations.models import ImportJob, Message
@@ -113,7 +114,7 @@ def test_another_users_write_waits_briefly_while_a_long_history_is_deleted() -> 
 
     def delete_alice() -> None:
         try:
-            services.user_delete(user=alice)
+            account_services.user_delete(user=alice)
         finally:
             connections.close_all()
 

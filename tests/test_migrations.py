@@ -50,13 +50,13 @@ def test_old_conversations_get_paths_and_a_search_index() -> None:
 
     migrated = Conversation.objects.get(title="Greenhouse")
     path = selectors.message_list(conversation=migrated)
-    assert [m.content for m in path] == [
+    assert [m.message.content for m in path] == [
         "how warm for tomatoes",
         "about twenty degrees",
         "and cucumbers",
         "a little warmer",
     ]
-    assert [len(m.versions) for m in path] == [1, 2, 1, 1]  # type: ignore[attr-defined]
+    assert [m.versions.count for m in path] == [1, 2, 1, 1]
     assert [r.title for r in selectors.conversation_search(user=user, query="cucumb")] == [
         "Greenhouse"
     ]

@@ -186,3 +186,45 @@ async def test_rules_are_read_from_memory_and_edits_apply(settings: Any) -> None
     assert (await screening.screen("a grue here", config=None)).flagged
     await asyncio.sleep(0.6)
     assert not (await screening.screen("a grue here", config=None)).flagged
+
+
+@pytest.mark.parametrize("on_error", ["allow", "block"])
+async def test_a_failing_screening_is_logged_and_follows_the_policy_for_errors(
+    fake: FakeUpstream,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    on_error: str,
+) -> None:
+    """A database error while screening the answer used to end screening for the rest of
+    that answer, with nothing logged."""
+    from django.db import DatabaseError
+
+    from moderation import services as moderation_services
+
+    settings.CHATSITE_SCREENING_ON_ERROR = on_error
+    await _rule("tomato", "food", "flag")  # every batch with the word is flagged
+
+    def broken(**kwargs: Any) -> None:
+        raise DatabaseError("database went away")
+
+    monkeypatch.setattr(moderation_services, "flag_from_verdict", broken)
+    pieces = ["Hello there. ", "A tomato sentence. ", *[f"w{i} " for i in range(200)], "end."]
+    fake.enqueue(Stream(pieces, interval=0.01))
+    _, _, socket = await _ask("tell me about vegetables")
+    final = await socket.receive_until(final_frame)
+    answer = await Message.objects.aget(role="assistant")
+    failures = [r for r in caplog.records if "screening message" in r.getMessage()]
+    assert failures
+    assert failures[0].levelname == "ERROR"
+    assert failures[0].exc_info is not None  # with its traceback
+    if on_error == "allow":
+        assert answer.status == "complete"
+        assert not answer.hidden
+        assert answer.content.endswith("end.")
+    else:
+        assert answer.status == "stopped"  # stopped at once, as a screening stop does
+        assert answer.hidden
+        assert "screening-unavailable" in answer.error
+        assert "stopped and hidden" in final
+    await socket.close()

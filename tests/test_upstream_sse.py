@@ -23,7 +23,7 @@ def _config(fake: FakeUpstream) -> upstream.UpstreamConfig:
 async def _read(fake: FakeUpstream) -> list[upstream.StreamEvent]:
     stream = await upstream.open_stream(_config(fake), model="m", messages=MESSAGES)
     try:
-        return [event async for event in stream]
+        return [event async for events in stream.batches() for event in events]
     finally:
         await stream.close()
 
@@ -110,9 +110,9 @@ async def test_closing_mid_stream_hangs_up_on_the_upstream(fake_server: FakeUpst
     fake_server.enqueue(Stream(["x"] * 500, interval=0.01))
     stream = await upstream.open_stream(_config(fake_server), model="m", messages=MESSAGES)
     seen = 0
-    async for _ in stream:
-        seen += 1
-        if seen == 3:
+    async for events in stream.batches():
+        seen += len(events)
+        if seen >= 3:
             break
     await stream.close()
     log = fake_server.completions()[-1]

@@ -21,7 +21,7 @@ pytestmark = [
 
 async def _path(conversation: Any) -> list[str]:
     messages = await sync_to_async(selectors.message_list)(conversation=conversation)
-    return [m.content for m in messages]
+    return [m.message.content for m in messages]
 
 
 async def test_regenerate_edit_and_switch_reach_every_tab(fake: FakeUpstream) -> None:

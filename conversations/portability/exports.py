@@ -17,6 +17,9 @@ from typing import Any
 from django.utils import timezone
 from django.utils.text import slugify
 
+from chatsite.types import Account
+
+from .. import selectors
 from ..models import Conversation, Message
 
 FORMAT = "chatsite"
@@ -137,3 +140,22 @@ class ZipStream:
         self._buffer.seek(0)
         self._buffer.truncate()
         return data
+
+
+EXPORT_BATCH = 20  # conversations read per query while the zip of all of them streams
+
+
+def batches(ids: list[int]) -> list[list[int]]:
+    return [ids[start : start + EXPORT_BATCH] for start in range(0, len(ids), EXPORT_BATCH)]
+
+
+def zip_add_batch(*, user: Account, ids: list[int], archive: ZipStream) -> bytes:
+    """A batch of the user's conversations into the zip (JSON with every version, and
+    Markdown as shown); the bytes ready to send."""
+    out = b""
+    for conversation, messages in selectors.conversation_batch(user=user, ids=ids):
+        stem = "conversations/" + file_stem(conversation)
+        out += archive.add(f"{stem}.json", to_json([conversation_document(conversation, messages)]))
+        path = [item.message for item in selectors.message_list(conversation=conversation)]
+        out += archive.add(f"{stem}.md", to_markdown(conversation, path, len(messages)).encode())
+    return out

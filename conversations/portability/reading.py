@@ -23,10 +23,12 @@ from typing import IO, Any
 import ijson
 from django.conf import settings
 
+from chatsite.errors import ActionRefused
+
 from ..models import Conversation, Message
 
 
-class ImportRefused(Exception):
+class ImportRefused(ActionRefused):
     """A file that cannot be imported; the message says why, for the person."""
 
 

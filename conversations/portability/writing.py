@@ -24,6 +24,8 @@ from django.db import IntegrityError, connection, connections, models, transacti
 from django.db.models import F, Q
 from django.utils import timezone
 
+from chatsite.types import Account
+
 from ..models import Conversation, ImportJob, Message
 from ..services import _WritePacer, conversation_delete_batched
 from . import parsing, reading
@@ -46,7 +48,7 @@ def import_in_background(*, totals: parsing.ImportTotals) -> bool:
     return rows > settings.CHATSITE_IMPORT_BACKGROUND_ROWS
 
 
-def conversation_import(*, owner: Any, upload: IO[bytes], name: str = "") -> ImportJob:
+def conversation_import(*, owner: Account, upload: IO[bytes], name: str = "") -> ImportJob:
     """Import a whole file for its owner, now: checked first (ImportRefused, nothing
     written), then written as import_job_run does. Ids are always new: a file can never
     touch an existing conversation."""
@@ -55,7 +57,7 @@ def conversation_import(*, owner: Any, upload: IO[bytes], name: str = "") -> Imp
     return import_job_run(job=job, upload=upload)
 
 
-def import_job_create(*, owner: Any, totals: parsing.ImportTotals, name: str = "") -> ImportJob:
+def import_job_create(*, owner: Account, totals: parsing.ImportTotals, name: str = "") -> ImportJob:
     """A job for a checked file. One import at a time per owner (ImportRefused while
     another runs); what an abandoned import of theirs left is deleted first."""
     import_job_cleanup(owner_id=owner.pk)

@@ -1,7 +1,8 @@
-"""What every tab of a conversation, or of a user, is told, and the changes that stop
-answers first: a new title, a deleted conversation, a suspended user, a session that
-signed out. The small public surface other apps use to reach open pages and running
-answers (accounts: suspension, sign-out, account deletion).
+"""What every tab of a conversation, or of a user, is told, and stopping answers: Stop
+(here without a database trip, or wherever the answer runs), and the changes that stop
+answers first: a deleted conversation, a suspended user, a deleted account. With a new
+title and a signed-out session, the small public surface other apps use to reach open
+pages and running answers (accounts: suspension, sign-out, account deletion).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from django.db.models import QuerySet
 from .. import fragments, services
 from ..models import Conversation, Message
 from . import frames
-from .generation import answer_stop
+from .generation import RUNNING
 
 
 def layer() -> BaseChannelLayer:
@@ -39,12 +40,37 @@ async def conversation_announce_title(*, conversation: Conversation) -> None:
     await to_user(conversation.owner_id, fragments.nav_title_html(conversation))
 
 
+def answer_stop_here(*, conversation_id: int) -> bool:
+    """Stop the conversation's answer if this process is writing it, without a trip to
+    the database: under load that thread is busy with checkpoints and new turns, and a
+    Stop must not queue behind them. False when the answer runs elsewhere (or none does).
+    """
+    for running in list(RUNNING.values()):
+        # An earlier answer may still be finishing (title, usage): not that one.
+        if running.conversation.pk == conversation_id and not running._closing:
+            running.stop()
+            return True
+    return False
+
+
+async def answer_stop(*, answer: Message) -> bool:
+    """Ask the generation of a streaming answer to stop, wherever it runs."""
+    local = RUNNING.get(answer.pk)
+    if local is not None:
+        local.stop()
+        return True
+    if not answer.generation_channel:
+        return False
+    await layer().send(answer.generation_channel, frames.stop_request())
+    return True
+
+
 async def answers_stop(*, answers: QuerySet[Message], wait: bool) -> None:
     """Stop every streaming answer among these, wherever it runs; with `wait`, until
     their partials are saved (bounded: a dead process's answer is the supervisor's)."""
     pending = answers.filter(status=Message.Status.STREAMING)
     async for answer in pending:
-        await answer_stop(answer=answer, layer=layer())
+        await answer_stop(answer=answer)
     for _ in range(100 if wait else 0):
         if not await pending.aexists():
             break

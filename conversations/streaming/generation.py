@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from moderation import services as moderation_services
 from .. import fragments, selectors, services, upstream
 from ..models import Conversation, Message
 from ..rendering import BlockSplitter
+from ..selectors import MessageView, Versions
 from . import frames
 from .moderating import AnswerModeration, QuestionBlocked
 
@@ -63,17 +63,6 @@ def frame_interval() -> float:
     return min(max(base, settings.CHATSITE_FRAME_INTERVAL_MAX), base * max(1.0, load))
 
 
-def retry_delay(attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter; the upstream's Retry-After wins when given."""
-    if retry_after is not None:
-        return retry_after
-    ceiling = min(8.0, settings.CHATSITE_RETRY_BASE_DELAY * 2 ** (attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
-
-
-VERSION_ATTRIBUTES = ("versions", "version", "version_previous", "version_next")
-
-
 class AnswerCapped(Exception):
     """The answer ran past the site's length or duration cap."""
 
@@ -94,8 +83,10 @@ class Generation:
     layer: BaseChannelLayer
     # Text already in the answer (Continue): kept, shown and sent upstream as context.
     prefix: str = ""
+    # The answer's place among its versions (they cannot change while it streams).
+    versions: Versions | None = None
     # A new user message, screened before anything goes upstream.
-    question: Message | None = None
+    question: MessageView | None = None
     # What the model is sent (read in the caller's trip to the database).
     history: list[dict[str, str]] = field(default_factory=list)
     # Called with the finished message once its final frame is out (titles).
@@ -136,6 +127,8 @@ class Generation:
             self._length = len(self.prefix)
             self.prefix_split = (finished, self._splitter.window)
         self.first_token_at = self.answer.first_token_at
+        if self.versions is None:
+            self.versions = Versions.of(self.answer.pk, [self.answer.pk])
         self.moderation = AnswerModeration(
             answer=self.answer,
             config=self.config,
@@ -247,7 +240,7 @@ class Generation:
                 if self._received_text or not exc.retryable:
                     raise
                 attempt += 1
-                delay = retry_delay(attempt, exc.retry_after)
+                delay = upstream.retry_delay(attempt, exc.retry_after)
                 if loop.time() + delay > deadline:
                     raise
                 await self._set_note(
@@ -310,8 +303,12 @@ class Generation:
         # `seq` append to these blocks and replace this tail.
         sealed, tail = self.published_split
         self.answer.content = sealed + tail
-        html = fragments.message_html(self.answer, note=self.note, split=(sealed, tail))
+        html = fragments.message_html(self._view(self.answer, split=(sealed, tail)), note=self.note)
         return html + fragments.composer_controls_html(streaming=True)
+
+    def _view(self, message: Message, split: tuple[str, str] | None = None) -> MessageView:
+        assert self.versions is not None  # set in __post_init__
+        return MessageView(message, self.versions, split)
 
     # --- frames and checkpoints -----------------------------------------------------------
     async def _publish(self, html: str, *, final: bool = False) -> None:
@@ -385,7 +382,7 @@ class Generation:
         message = await self._save(outcome)
         if message is None:
             return  # deleted meanwhile: nobody left to tell
-        html = fragments.message_final_html(message)
+        html = fragments.message_final_html(self._view(message))
         if message.total_tokens is not None or message.prompt_tokens is not None:
             usage = await database_sync_to_async(selectors.usage_for_conversation)(
                 conversation=self.conversation
@@ -432,26 +429,16 @@ class Generation:
                 message_id=message.pk, reason=outcome.error
             )
             message.hidden, message.hidden_reason = True, outcome.error
-        for name in VERSION_ATTRIBUTES:  # versions cannot change while an answer streams
-            if hasattr(self.answer, name):
-                setattr(message, name, getattr(self.answer, name))
         return message
 
     async def _count_tokens(self, usage: upstream.Usage | None) -> None:
-        """Count the answer against the owner's quota: the upstream's figures, or an
-        estimate from the text's length (marked as such) when it reported none."""
         if not self._received_text and usage is None:
             return  # nothing was asked of the model (blocked, failed before it answered)
-        if usage is not None and usage.total_tokens is not None:
-            tokens, estimated = usage.total_tokens, False
-        else:
-            tokens = quotas.estimate_tokens(self._prompt_chars + len(self.text))
-            estimated = True
-        await database_sync_to_async(quotas.record_tokens)(
+        await database_sync_to_async(quotas.record_answer)(
             user_id=self.conversation.owner_id,
             model=self.answer.model,
-            tokens=tokens,
-            estimated=estimated,
+            reported=usage.total_tokens if usage is not None else None,
+            characters=self._prompt_chars + len(self.text),
         )
 
 
@@ -462,31 +449,3 @@ def _supervised(task: asyncio.Task[Any]) -> None:
     exc = task.exception()
     if exc is not None:
         log.error("helper %s of an answer failed", task.get_name(), exc_info=exc)
-
-
-# --- stopping ---------------------------------------------------------------------------------
-
-
-def answer_stop_here(*, conversation_id: int) -> bool:
-    """Stop the conversation's answer if this process is writing it, without a trip to
-    the database: under load that thread is busy with checkpoints and new turns, and a
-    Stop must not queue behind them. False when the answer runs elsewhere (or none does).
-    """
-    for running in list(RUNNING.values()):
-        # An earlier answer may still be finishing (title, usage): not that one.
-        if running.conversation.pk == conversation_id and not running._closing:
-            running.stop()
-            return True
-    return False
-
-
-async def answer_stop(*, answer: Message, layer: BaseChannelLayer) -> bool:
-    """Ask the generation of a streaming answer to stop, wherever it runs."""
-    local = RUNNING.get(answer.pk)
-    if local is not None:
-        local.stop()
-        return True
-    if not answer.generation_channel:
-        return False
-    await layer.send(answer.generation_channel, frames.stop_request())
-    return True

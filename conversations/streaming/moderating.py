@@ -23,6 +23,7 @@ from moderation.models import Action, Flag
 
 from .. import fragments, upstream
 from ..models import Message
+from ..selectors import MessageView
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,10 @@ class AnswerModeration:
         self.due = asyncio.Event()  # set when new finished text may hold a sentence
         self.verdict: screening.Verdict | None = None  # the one that stopped the answer
 
-    async def question(self, question: Message, publish: Callable[[str], Awaitable[None]]) -> None:
+    async def question(self, view: MessageView, publish: Callable[[str], Awaitable[None]]) -> None:
         """Screen the user's new message; QuestionBlocked if it may not go upstream (it is
         then hidden, and `publish` shows the page its hidden state)."""
+        question = view.message
         verdict = await self._screen(question.content, question)
         if not verdict.stops:
             return
@@ -61,7 +63,7 @@ class AnswerModeration:
             message_id=question.pk, reason=reason
         )
         question.hidden, question.hidden_reason = True, reason
-        await publish(fragments.message_html(question))
+        await publish(fragments.message_html(view))
         raise QuestionBlocked(
             "Your message was not sent to the model: it goes against this site's rules "
             f"({verdict.category})."

@@ -41,13 +41,13 @@ async def supervise_once() -> list[Message]:
         older_than=settings.CHATSITE_STALE_AFTER, exclude_ids=mine
     )
     for message in dead:
-        await database_sync_to_async(selectors.message_with_versions)(message=message)
+        view = await database_sync_to_async(selectors.message_view)(message=message)
         log.warning("answer %s was left streaming by a dead process", message.pk)
         conversation = message.conversation
         frame = frames.answer_frame(
             message_id=message.pk,
             seq=frames.BEYOND_ANY_FRAME,
-            html=fragments.message_final_html(message),
+            html=fragments.message_final_html(view),
             final=True,
         )
         await broadcast.layer().group_send(

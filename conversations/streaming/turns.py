@@ -8,15 +8,18 @@ answer's generation, and announces the new state to every tab of the conversatio
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from channels.db import database_sync_to_async
 
+from chatsite.types import Account
+
 from .. import fragments, selectors, services, turn_services, upstream
 from ..models import Conversation, Message
+from ..selectors import MessageView
 from . import broadcast, frames
-from .generation import Generation, answer_stop, answer_stop_here
+from .generation import Generation
 from .supervisor import supervisor_ensure
 from .titles import title_start
 
@@ -27,15 +30,19 @@ class NotAllowed(Exception):
 
 @dataclass
 class _Prepared:
-    answer: Message
+    answer: MessageView
     history: list[dict[str, str]]
+    question: MessageView | None = None
 
 
-def _prepare(answer: Message) -> _Prepared:
+def _prepare(answer: Message, question: Message | None = None) -> _Prepared:
     # In the same trip to the database thread as the write that made the answer: each
     # trip is time the reader waits for the first token.
-    selectors.message_with_versions(message=answer)
-    return _Prepared(answer, selectors.message_history_for_upstream(answer_id=answer.pk))
+    return _Prepared(
+        answer=selectors.message_view(message=answer),
+        history=selectors.message_history_for_upstream(answer_id=answer.pk),
+        question=selectors.message_view(message=question) if question is not None else None,
+    )
 
 
 async def _launch(
@@ -46,7 +53,6 @@ async def _launch(
     server: tuple[str, int] | None,
     announce: Callable[[Generation], str],
     prefix: str = "",
-    question: Message | None = None,
 ) -> Generation:
     """Start the answer, then announce it to every tab of the conversation.
 
@@ -58,12 +64,13 @@ async def _launch(
     config = upstream.configured(server=server)
     generation = Generation(
         conversation=conversation,
-        answer=prepared.answer,
+        answer=prepared.answer.message,
+        versions=prepared.answer.versions,
         channel=channel,
         config=config,
         layer=broadcast.layer(),
         prefix=prefix,
-        question=question,
+        question=prepared.question,
         history=prepared.history,
         after_final=lambda message: title_start(
             conversation=conversation, answer=message, config=config
@@ -74,7 +81,7 @@ async def _launch(
     try:
         html = await database_sync_to_async(announce)(generation)
         frame = frames.answer_frame(
-            message_id=prepared.answer.pk,
+            message_id=prepared.answer.message.pk,
             seq=0,
             html=html + fragments.composer_controls_html(streaming=True),
         )
@@ -125,16 +132,16 @@ async def turn_send(
             client_key=client_key,
             edit_of=edit_of,
         )
-        return turn, _prepare(turn.answer) if turn.created else None
+        return turn, _prepare(turn.answer, turn.user_message) if turn.created else None
 
     turn, prepared = await database_sync_to_async(start)()
     if prepared is None:
         return turn
+    question, answer = prepared.question, prepared.answer
+    assert question is not None  # prepared with it above
 
     def appended(_generation: Generation) -> str:  # the path grows by two messages
-        return fragments.message_append_html(turn.user_message) + fragments.message_append_html(
-            turn.answer
-        )
+        return fragments.message_append_html(question) + fragments.message_append_html(answer)
 
     await _launch(
         conversation=conversation,
@@ -142,7 +149,40 @@ async def turn_send(
         channel=channel,
         server=server,
         announce=appended if edit_of is None else _path_redrawn(conversation),
-        question=turn.user_message,
+    )
+    return turn
+
+
+async def conversation_start(
+    *,
+    owner: Account,
+    model: str,
+    system_prompt: str,
+    text: Any,
+    server: tuple[str, int] | None = None,
+) -> turn_services.Turn:
+    """A new conversation whose first message's answer starts now. Refused (ValidationError,
+    ActionRefused) with nothing saved at all."""
+    channel = await broadcast.layer().new_channel()
+
+    def start() -> tuple[turn_services.Turn, _Prepared]:
+        turn = turn_services.conversation_start(
+            owner=owner,
+            model=model,
+            system_prompt=system_prompt,
+            text=text,
+            generation_channel=channel,
+        )
+        return turn, _prepare(turn.answer, turn.user_message)
+
+    turn, prepared = await database_sync_to_async(start)()
+    await _launch(
+        conversation=turn.user_message.conversation,
+        prepared=prepared,
+        channel=channel,
+        server=server,
+        # Nobody has the conversation open yet; the page it opens catches up on its own.
+        announce=lambda _generation: "",
     )
     return turn
 
@@ -168,7 +208,7 @@ async def turn_retry(
         server=server,
         announce=_path_redrawn(conversation),
     )
-    return prepared.answer
+    return prepared.answer.message
 
 
 async def turn_continue(
@@ -185,12 +225,12 @@ async def turn_continue(
         )
 
     prepared = await database_sync_to_async(resume)()
-    answer = prepared.answer
+    answer = prepared.answer.message
 
     def reopened(generation: Generation) -> str:
         # Cut where the generation cuts its text: its first frame appends to these blocks
         # and replaces this tail. Announced whole, the unfinished paragraph showed twice.
-        return fragments.message_html(answer, split=generation.prefix_split)
+        return fragments.message_html(replace(prepared.answer, split=generation.prefix_split))
 
     await _launch(
         conversation=conversation,
@@ -216,11 +256,11 @@ async def version_show(*, conversation: Conversation, message_id: Any) -> None:
 async def turn_stop(*, conversation: Conversation) -> bool:
     """Stop the conversation's answer, wherever it runs; False when none is streaming.
     One written in this process stops without a trip to the database."""
-    if answer_stop_here(conversation_id=conversation.pk):
+    if broadcast.answer_stop_here(conversation_id=conversation.pk):
         return True
     answer = await database_sync_to_async(selectors.message_get_streaming)(
         conversation=conversation
     )
     if answer is None:
         return False
-    return await answer_stop(answer=answer, layer=broadcast.layer())
+    return await broadcast.answer_stop(answer=answer)

@@ -5,6 +5,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from conversations.grouping import sidebar_sections as _sidebar_sections
 from conversations.rendering import render_markdown
+from conversations.selectors import MessageView
 
 register = template.Library()
 
@@ -16,12 +17,9 @@ def markdown(text: str) -> SafeString:
 
 
 @register.filter
-def answer_parts(message: Any) -> tuple[str, str]:
+def answer_parts(item: MessageView) -> tuple[str, str]:
     """(finished blocks, growing tail) of an answer: a streaming snapshot sets the split."""
-    split = getattr(message, "stream_split", None)
-    if split is not None:
-        return split
-    return (message.content, "")
+    return item.split if item.split is not None else (item.message.content, "")
 
 
 @register.filter

@@ -1,0 +1,79 @@
+"""The private names of other libraries that chatsite's code leans on still exist.
+
+chatsite/layers.py subclasses private parts of channels and channels_redis, and
+chatsite/lifecycle.py reaches into Twisted's asyncio reactor. pyproject.toml bounds those
+libraries above; when a bound is raised, this test says at once which name moved, rather
+than a socket or a shutdown failing later in a way that is hard to trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import pytest
+from channels import layers
+from channels_redis import pubsub
+from channels_redis import utils as redis_utils
+
+from chatsite.layers import InMemoryChannelLayer, RedisChannelLayer
+
+
+def _methods(cls: type, *names: str) -> list[str]:
+    return [name for name in names if not callable(getattr(cls, name, None))]
+
+
+def test_the_in_memory_layer_internals_we_override_still_exist() -> None:
+    assert _methods(layers.InMemoryChannelLayer, "_clean_expired", "send") == []
+    layer = InMemoryChannelLayer()
+    assert isinstance(layer.groups, dict)
+
+
+def test_the_redis_pubsub_internals_we_subclass_still_exist() -> None:
+    assert _methods(pubsub.RedisPubSubChannelLayer, "_get_layer") == []
+    assert (
+        _methods(pubsub.RedisPubSubLoopLayer, "_subscribe_to_channel", "_get_shard", "group_send")
+        == []
+    )
+    assert (
+        _methods(
+            pubsub.RedisSingleShardConnection,
+            "publish",
+            "subscribe",
+            "_ensure_redis",
+            "_receive_message",
+        )
+        == []
+    )
+    assert _methods(redis_utils, "_wrap_close", "decode_hosts") == []
+    # Attributes set in constructors, which layers.py reads and replaces.
+    layer = RedisChannelLayer(hosts=["redis://127.0.0.1:1/0"])
+    assert {"_layers", "_args", "_kwargs"} <= set(vars(layer))
+    loop_layer = pubsub.RedisPubSubLoopLayer(hosts=["redis://127.0.0.1:1/0"], channel_layer=layer)
+    assert {"_shards", "channels", "groups"} <= set(vars(loop_layer))
+    shard = loop_layer._shards[0]
+    assert {"_redis", "channel_layer"} <= set(vars(shard))
+    parameters = inspect.signature(pubsub.RedisSingleShardConnection.__init__).parameters
+    assert list(parameters)[1:3] == ["host", "channel_layer"]
+
+
+def test_the_twisted_reactor_internals_lifecycle_uses_still_exist() -> None:
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    loop = asyncio.new_event_loop()
+    try:
+        reactor = AsyncioSelectorReactor(loop)
+        assert reactor._asyncioEventloop is loop  # where the supervisor is started
+        assert callable(reactor.sigInt)
+        assert callable(reactor.sigTerm)
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("package", ["channels", "channels-redis", "twisted", "daphne"])
+def test_libraries_whose_internals_we_use_have_an_upper_bound(package: str) -> None:
+    from pathlib import Path
+
+    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    line = next(line for line in pyproject.splitlines() if line.strip().startswith(f'"{package}>'))
+    assert ",<" in line, line
