@@ -59,6 +59,12 @@ class SignupForm(UserCreationForm):
         model = get_user_model()
         fields = ("username",)
 
+    def validate_password_for_user(self, user: Any, **kwargs: Any) -> None:
+        # Django puts "This password is too common" under the confirmation; a person
+        # looks for it under the password they chose. A mismatch stays on the confirmation.
+        # (django-stubs do not know this method of Django's SetPasswordMixin yet.)
+        super().validate_password_for_user(user, password_field_name="password1")  # type: ignore[misc]
+
 
 def _refused(
     request: HttpRequest,

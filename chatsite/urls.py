@@ -1,10 +1,19 @@
 from django.conf import settings
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 from moderation import overview
 
+
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    """Pages that name no icon (admin's) make browsers ask for /favicon.ico: the site's."""
+    return HttpResponseRedirect(static("chatsite/favicon.svg"))
+
+
 urlpatterns = [
+    path("favicon.ico", favicon),
     path("admin/overview/", overview.overview, name="admin_overview"),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),

@@ -18,10 +18,31 @@ log = logging.getLogger(__name__)
 FAILURE_TTL = 30.0  # seconds before a failed listing is tried again
 
 _cache: dict[str, tuple[float, list[str] | None]] = {}
+# What went wrong the last time the upstream was asked for its models, by base URL.
+_problems: dict[str, upstream.UpstreamError] = {}
+# Failures that mean answers will fail too (a server without GET /models is not one).
+SERVICE_DOWN = {
+    upstream.ErrorKind.UNREACHABLE,
+    upstream.ErrorKind.CONNECTION,
+    upstream.ErrorKind.TIMEOUT,
+    upstream.ErrorKind.UNAVAILABLE,
+    upstream.ErrorKind.AUTH,
+}
 
 
 def cache_clear() -> None:
     _cache.clear()
+    _problems.clear()
+
+
+def service_problem(*, config: upstream.UpstreamConfig) -> str:
+    """A sentence for the page when the model service could not be used the last time it
+    was asked (moments ago: listing the models does it), else "". It shows before anyone
+    types a message that would fail."""
+    problem = _problems.get(config.base_url)
+    if problem is None or problem.kind not in SERVICE_DOWN:
+        return ""
+    return f"{problem.user_message} Answers will fail until it is back."
 
 
 async def _listed(config: upstream.UpstreamConfig) -> list[str] | None:
@@ -32,9 +53,11 @@ async def _listed(config: upstream.UpstreamConfig) -> list[str] | None:
     try:
         listed: list[str] | None = sorted(set(await upstream.list_models(config)))
         ttl = settings.CHATSITE_MODELS_CACHE_SECONDS
+        _problems.pop(config.base_url, None)
     except upstream.UpstreamError as exc:
         log.warning("listing the upstream's models failed: %s", exc.kind.value)
         listed, ttl = None, FAILURE_TTL
+        _problems[config.base_url] = exc
     _cache[config.base_url] = (now + ttl, listed)
     return listed
 

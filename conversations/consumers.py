@@ -177,7 +177,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 return
             elif action == "retry":
                 await turns.turn_retry(
-                    conversation=self.conversation, message_id=message_id, server=server
+                    conversation=self.conversation,
+                    message_id=message_id,
+                    server=server,
+                    model=frame.get("model") or None,  # another model for this version
                 )
             else:
                 await turns.turn_continue(

@@ -18,6 +18,7 @@ from .rendering import plain_text, render, render_tail
 from .selectors import MessageView
 
 PAGE = "conversations/conversation.html"
+SIDEBAR = "conversations/sidebar.html"
 
 
 _FIRST_TAG = re.compile(r"<([a-z]+)\b")

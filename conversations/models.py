@@ -164,6 +164,32 @@ class Message(models.Model):
         return self.status == self.Status.STREAMING
 
 
+FEEDBACK_COMMENT_CHARS = 2000
+
+
+class AnswerFeedback(models.Model):
+    """The owner's verdict on an answer: helpful or not, with an optional comment. Shown
+    to the owner on the answer, counted per model for the operator."""
+
+    class Value(models.IntegerChoices):
+        UP = 1, "Helpful"
+        DOWN = -1, "Not helpful"
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="feedback")
+    value = models.SmallIntegerField(choices=Value.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(value__in=[1, -1]), name="feedback_up_or_down"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_value_display()} on #{self.message_id}"
+
+
 class UserSettings(models.Model):
     """A user's preferences for new conversations."""
 

@@ -54,29 +54,143 @@ class Result:
     updated_at: datetime
 
 
-def snippet_html(text: str, words: list[str], *, width: int = SNIPPET_WORDS) -> SafeString:
-    """A window of the text around the first matching word, escaped, matches marked."""
-    if not words:
+def snippet_html(
+    text: str, words: list[str], *, width: int = SNIPPET_WORDS, markdown: bool = False
+) -> SafeString:
+    """A window of the text around the first matching word, escaped, matches marked.
+    markdown: the text is an answer's markdown, shown as the plain text a reader sees
+    (`**bold**` reads "bold"), never as markup."""
+    pattern = _words_pattern(words)
+    text, cut_before, cut_after = _around(text, pattern, markdown=markdown)
+    if pattern is None:
         return mark_safe(escape(text[:200]))  # noqa: S308  # escaped
-    pattern = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\w*", re.IGNORECASE)
     first = pattern.search(text)
     at = first.start() if first else 0
     # About `width` words: some before the match, the rest after it.
     before = text[max(0, at - 400) : at]
     lead = [m.start() for m in _WORD.finditer(before)][-(width // 3) :] if before else []
     start = max(0, at - 400) + lead[0] if lead else at
+    if not _WORD.search(text, 0, start):
+        start = 0  # only punctuation before: "<script", not "…script"
     tail = list(_WORD.finditer(text, at, min(len(text), at + 600)))
     end = tail[min(len(tail), width - len(lead)) - 1].end() if tail else len(text)
+    if not _WORD.search(text, end):
+        end = len(text)  # only punctuation left: "bold?", not "bold…"
     window = text[start:end]
-    out = ["…" if start > 0 else ""]
+    out = ["…" if start > 0 or cut_before else ""]
     position = 0
     for match in pattern.finditer(window):
         out.append(escape(window[position : match.start()]))
         out.append(f"<mark>{escape(match.group(0))}</mark>")
         position = match.end()
     out.append(escape(window[position:]))
-    out.append("…" if end < len(text) else "")
+    out.append("…" if end < len(text) or cut_after else "")
     return mark_safe("".join(out))  # noqa: S308  # every piece of text above is escaped
+
+
+def _words_pattern(words: list[str]) -> re.Pattern[str] | None:
+    if not words:
+        return None
+    return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\w*", re.IGNORECASE)
+
+
+# How much of a long text around the first match is looked at (and made plain): a snippet
+# costs the same for a 200 KB answer as for a short one.
+AROUND_BEFORE, AROUND_AFTER = 600, 1500
+
+
+def _around(
+    text: str, pattern: re.Pattern[str] | None, *, markdown: bool
+) -> tuple[str, bool, bool]:
+    """The part of the text a snippet is cut from, on one line, and whether text was left
+    out before and after it. It starts at a line's start when one is near, so that the
+    markdown of that line (a heading, a list item) is read as such."""
+    first = pattern.search(text) if pattern is not None else None
+    at = first.start() if first else 0
+    start = max(0, at - AROUND_BEFORE)
+    if start > 0:
+        line = text.rfind("\n", max(0, start - AROUND_BEFORE), start)
+        start = line + 1 if line >= 0 else start
+    end = min(len(text), at + AROUND_AFTER)
+    part = text[start:end]
+    if markdown:
+        # Inside a code fence that opened before the part: its lines are code, not markdown.
+        in_fence = len(_FENCE.findall(text, 0, start)) % 2 == 1
+        part = markdown_plain(part, in_fence=in_fence)
+    return " ".join(part.split()), start > 0, end < len(text)
+
+
+_FENCE = re.compile(r"^ {0,3}(?:`{3,}|~{3,})", re.MULTILINE)
+# Lines that are markup only: thematic breaks, setext underlines, a table's alignment row.
+_RULE = re.compile(
+    r"^ {0,3}(?:(?:\*[ \t]*){3,}|(?:_[ \t]*){3,}|(?:-[ \t]*){3,}|=+[ \t]*|-+[ \t]*)$"
+    r"|^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)+\|?[ \t]*$"
+)
+# What opens a line: block quotes, a heading's hashes, list markers, a task's box.
+_LINE_START = re.compile(
+    r"^[ \t]*(?:>[ \t]?|#{1,6}(?=[ \t]|$)|[-+*](?=[ \t])|\d{1,9}[.)](?=[ \t])"
+    r"|\[[ xX]\](?=[ \t]))[ \t]*"
+)
+_HEADING_CLOSE = re.compile(r"[ \t]+#+[ \t]*$")
+_CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)")
+_LINK = re.compile(
+    r"!?\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"]*\")?\)"  # [text](url), ![alt](src)
+    r"|!?\[([^\]\n]+)\]\[[^\]\n]*\]"  # [text][reference]
+    r"|<((?:https?|mailto):[^<>\s]+)>"  # <https://…>
+)
+# A run of emphasis markers that opens (nothing word-like before, text after) or closes
+# (text before, nothing word-like after), as CommonMark's flanking rules have it; `2*3` or
+# snake_case keep theirs. A backslash-escaped marker is text.
+_EMPHASIS = re.compile(
+    r"(?<![\w\\*_~])(?:\*{1,3}|_{1,3}|~~)(?=[^\s*_~])"
+    r"|(?<=[^\s*_~\\])(?:\*{1,3}|_{1,3}|~~)(?![\w*_~])"
+)
+_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def markdown_plain(text: str, *, in_fence: bool = False) -> str:
+    """The words of markdown without its markers, line by line: headings, quotes, list
+    markers, rules and fences dropped, emphasis markers removed, links and images reduced
+    to their text, code as it is. Linear, and tolerant of a part cut from a longer text
+    (an emphasis opened before the cut loses its closing marker too). Raw HTML stays
+    text, as the renderer shows it."""
+    lines = []
+    for line in text.split("\n"):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            lines.append(line)
+            continue
+        if _RULE.match(line):
+            continue
+        heading = line.lstrip(" ").startswith("#")
+        for _ in range(4):  # "> 1. [ ] text": a quote, a list, a task
+            stripped = _LINE_START.sub("", line, count=1)
+            if stripped == line:
+                break
+            line = stripped
+        if heading:
+            line = _HEADING_CLOSE.sub("", line)
+        if line.lstrip().startswith("|"):  # a table row: its cells, apart
+            line = " · ".join(cell.strip() for cell in line.strip().strip("|").split("|"))
+        lines.append(_inline_plain(line))
+    return "\n".join(lines)
+
+
+def _inline_plain(line: str) -> str:
+    out, position = [], 0
+    for span in _CODE_SPAN.finditer(line):
+        out.append(_markers_plain(line[position : span.start()]))
+        out.append(span.group(2))
+        position = span.end()
+    out.append(_markers_plain(line[position:]))
+    return "".join(out)
+
+
+def _markers_plain(text: str) -> str:
+    text = _LINK.sub(lambda m: m.group(1) or m.group(2) or m.group(3) or "", text)
+    return _ESCAPE.sub(r"\1", _EMPHASIS.sub("", text))
 
 
 def hits(*, owner_id: int, words: list[str], limit: int) -> list[Hit]:

@@ -10,17 +10,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models.functions import Length
 from django.utils import timezone
 
+from accounts.models import UsageEvent
 from chatsite.inputs import aware_from, pk_from
 from chatsite.types import Account, Visitor, visitor_id
 
 from . import search
-from .models import Conversation, ImportJob, Message, UserSettings
+from .models import AnswerFeedback, Conversation, ImportJob, Message, UserSettings
 
 _UNREAD: Any = object()  # "not given" where None is a meaningful value
 
@@ -94,27 +96,32 @@ def conversation_search(*, user: Visitor, query: str, limit: int = SEARCH_RESULT
     rows = Conversation.objects.filter(owner_id=visitor_id(user), importing=False).in_bulk(
         [h.conversation_id for h in found]
     )
-    texts = dict(
-        Message.objects.filter(
+    texts = {
+        pk: (content, role)
+        for pk, content, role in Message.objects.filter(
             conversation__owner_id=visitor_id(user),
             hidden=False,  # text hidden by moderation is not shown, not even in a snippet
             pk__in=[h.message_id for h in found if h.message_id],
-        ).values_list("pk", "content")
-    )
+        ).values_list("pk", "content", "role")
+    }
     results = []
     for hit in found:
         conversation = rows.get(hit.conversation_id)
         if conversation is None:  # deleted meanwhile
             continue
-        text = conversation.display_title if hit.message_id is None else texts.get(hit.message_id)
-        if text is None:
+        if hit.message_id is None:
+            text, role = conversation.display_title, ""
+        elif hit.message_id in texts:
+            text, role = texts[hit.message_id]
+        else:
             continue
         results.append(
             search.Result(
                 public_id=str(conversation.public_id),
                 title=conversation.display_title,
                 message_id=hit.message_id,
-                snippet=search.snippet_html(text, words),
+                # An answer is markdown, read as plain text; a user's text is shown as typed.
+                snippet=search.snippet_html(text, words, markdown=role == Message.Role.ASSISTANT),
                 archived=conversation.archived,
                 updated_at=conversation.updated_at,
             )
@@ -168,6 +175,7 @@ class MessageView:
     message: Message
     versions: Versions
     split: tuple[str, str] | None = None
+    feedback: AnswerFeedback | None = None  # the owner's verdict on an answer
 
     def with_message(self, message: Message) -> MessageView:
         """The same place among versions for a newer state of the row (versions cannot
@@ -184,7 +192,11 @@ def message_list(*, conversation: Conversation) -> list[MessageView]:
         siblings.setdefault(parent_id, []).append(pk)
     parent_of = dict(rows)
     by_id = conversation.messages.in_bulk(ids)
-    return [MessageView(by_id[pk], Versions.of(pk, siblings[parent_of[pk]])) for pk in ids]
+    verdicts = {f.message_id: f for f in AnswerFeedback.objects.filter(message_id__in=ids)}
+    return [
+        MessageView(by_id[pk], Versions.of(pk, siblings[parent_of[pk]]), feedback=verdicts.get(pk))
+        for pk in ids
+    ]
 
 
 def message_view(*, message: Message) -> MessageView:
@@ -194,7 +206,8 @@ def message_view(*, message: Message) -> MessageView:
         .order_by("id")
         .values_list("id", flat=True)
     )
-    return MessageView(message, Versions.of(message.pk, versions))
+    feedback = AnswerFeedback.objects.filter(message_id=message.pk).first()
+    return MessageView(message, Versions.of(message.pk, versions), feedback=feedback)
 
 
 def _path_ids(rows: Sequence[tuple[int, int | None]], *, leaf_id: int | None) -> list[int]:
@@ -302,12 +315,38 @@ def usage_for_conversation(*, conversation: Conversation) -> dict[str, int]:
     return {"prompt": totals["prompt"] or 0, "completion": totals["completion"] or 0}
 
 
-def usage_this_month(*, user: Visitor) -> list[dict[str, Any]]:
-    """The user's tokens since the first of this month (the site's time zone), per model."""
+# Tokens the upstream did not report are estimated at this many characters a token, as
+# the usage ledger estimates them (accounts.quotas.estimate_tokens).
+CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One model's answers this month and their tokens. A count holding an estimate is
+    flagged (the page marks it "≈"); None: nothing reported it and nothing can estimate it."""
+
+    model: str
+    answers: int
+    prompt: int | None
+    completion: int | None
+    prompt_estimated: bool = False
+    completion_estimated: bool = False
+
+
+def usage_this_month(*, user: Visitor) -> list[UsageRow]:
+    """The user's answers and tokens since the first of this month (the site's time zone),
+    per model, in two grouped queries. What the upstream reported is summed as it is; what
+    it did not report (llama.cpp never does in a stream) is estimated, never counted as 0:
+    the answers' text at about four characters a token, and their prompts as what the
+    usage ledger estimated for prompt and answer together (it keeps no split) less that."""
+    owner_id = visitor_id(user)
+    if owner_id is None:
+        return []
     start = timezone.localtime().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    unreported = Q(completion_tokens=None)  # the upstream reports all of its usage or none
     rows = (
         Message.objects.filter(
-            conversation__owner_id=visitor_id(user),
+            conversation__owner_id=owner_id,
             conversation__importing=False,
             role=Message.Role.ASSISTANT,
             created_at__gte=start,
@@ -315,20 +354,46 @@ def usage_this_month(*, user: Visitor) -> list[dict[str, Any]]:
         .values("model")
         .annotate(
             answers=Count("id"),
+            unreported=Count("id", filter=unreported),
+            unreported_chars=Sum(Length("content"), filter=unreported),
             prompt=Sum("prompt_tokens"),
             completion=Sum("completion_tokens"),
         )
         .order_by("model")
     )
-    return [
-        {
-            "model": row["model"] or "(unknown)",
-            "answers": row["answers"],
-            "prompt": row["prompt"] or 0,
-            "completion": row["completion"] or 0,
-        }
-        for row in rows
-    ]
+    ledger = dict(
+        UsageEvent.objects.filter(
+            user_id=owner_id,
+            kind=UsageEvent.Kind.TOKENS,
+            estimated=True,
+            at__gte=start,
+        )
+        .values("model")
+        .annotate(tokens=Sum("tokens"))
+        .values_list("model", "tokens")
+    )
+    return [_usage_row(row, ledger.get(row["model"])) for row in rows]
+
+
+def _usage_row(row: dict[str, Any], ledger_estimate: int | None) -> UsageRow:
+    model = row["model"] or "(unknown)"
+    if not row["unreported"]:
+        return UsageRow(model, row["answers"], row["prompt"] or 0, row["completion"] or 0)
+    texts = -(-(row["unreported_chars"] or 0) // CHARS_PER_TOKEN)  # rounded up
+    completion = (row["completion"] or 0) + texts
+    if ledger_estimate is not None:
+        prompt: int | None = (row["prompt"] or 0) + max(ledger_estimate - texts, 0)
+    else:
+        # Answers the ledger never counted (imported ones): their prompts are unknown.
+        prompt = row["prompt"]
+    return UsageRow(
+        model,
+        row["answers"],
+        prompt,
+        completion,
+        prompt_estimated=prompt is not None,
+        completion_estimated=True,
+    )
 
 
 def message_all(*, conversation: Conversation) -> list[Message]:
@@ -406,3 +471,22 @@ def conversations_with_text_staff_wide(*, words: list[str], limit: int) -> list[
     ids = search.conversation_ids_staff_wide(words=words, limit=limit)
     found = Conversation.objects.select_related("owner").in_bulk(ids)
     return [found[i] for i in ids if i in found]
+
+
+def feedback_per_model(*, since: datetime) -> list[dict[str, Any]]:
+    """Helpful and not helpful verdicts per model since a moment (the operator's
+    overview), most rated first."""
+    rows = (
+        AnswerFeedback.objects.filter(created_at__gte=since)
+        .values("message__model")
+        .annotate(
+            up=Count("id", filter=Q(value=AnswerFeedback.Value.UP)),
+            down=Count("id", filter=Q(value=AnswerFeedback.Value.DOWN)),
+        )
+        .order_by("-up", "message__model")
+    )
+    rated = [
+        {"model": row["message__model"] or "(unknown)", "up": row["up"], "down": row["down"]}
+        for row in rows
+    ]
+    return sorted(rated, key=lambda row: -(row["up"] + row["down"]))

@@ -29,7 +29,7 @@ from chatsite.errors import ActionRefused
 from chatsite.types import Account
 
 from . import selectors
-from .models import Conversation, Message, UserSettings
+from .models import FEEDBACK_COMMENT_CHARS, AnswerFeedback, Conversation, Message, UserSettings
 
 
 class ConversationBusy(ActionRefused):
@@ -359,3 +359,32 @@ def conversation_delete_owned(*, owner_id: int, keep_streaming: bool = False) ->
     count = conversations.count()
     conversation_delete_batched(conversations=conversations)
     return count
+
+
+def answer_feedback_set(
+    *, conversation: Conversation, message_id: Any, value: Any, comment: Any = ""
+) -> AnswerFeedback | None:
+    """The owner's verdict on one of the conversation's finished answers: "up", "down",
+    or "" to take it back (None then). A comment goes with a verdict, never alone."""
+    message = selectors.message_get(conversation=conversation, message_id=message_id)
+    if message is None or message.role != Message.Role.ASSISTANT:
+        raise ValidationError("That answer does not exist.")
+    if message.status == Message.Status.STREAMING:
+        raise ValidationError("Wait for the answer to finish before rating it.")
+    if value in ("", None):
+        AnswerFeedback.objects.filter(message=message).delete()
+        return None
+    values = {"up": AnswerFeedback.Value.UP, "down": AnswerFeedback.Value.DOWN}
+    if value not in values:
+        raise ValidationError("Rate the answer as helpful or not helpful.")
+    if not isinstance(comment, str):
+        comment = ""
+    comment = comment.strip()
+    if len(comment) > FEEDBACK_COMMENT_CHARS:
+        raise ValidationError(
+            f"A comment can be at most {FEEDBACK_COMMENT_CHARS:,} characters long."
+        )
+    feedback, _ = AnswerFeedback.objects.update_or_create(
+        message=message, defaults={"value": values[value], "comment": comment}
+    )
+    return feedback

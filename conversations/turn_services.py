@@ -197,10 +197,18 @@ def _answer(*, conversation: Conversation, message_id: Any) -> Message:
 
 
 def answer_retry(
-    *, conversation: Conversation, message_id: Any, generation_channel: str
+    *,
+    conversation: Conversation,
+    message_id: Any,
+    generation_channel: str,
+    model: Any = None,
+    choices: list[str] | None = None,
 ) -> Message:
     """A new version of an answer (to the same user message); the earlier ones are kept
-    and the reader's path switches to the new one."""
+    and the reader's path switches to the new one. With `model` (one of `choices`) that
+    version is written by another model; the conversation's own model stays."""
+    if model is not None and (not isinstance(model, str) or model not in (choices or [])):
+        raise NotRetryable("That model is not available here. Pick one from the list.")
     try:
         with transaction.atomic():
             previous = _answer(conversation=conversation, message_id=message_id)
@@ -214,7 +222,7 @@ def answer_retry(
                 conversation=conversation,
                 role=Message.Role.ASSISTANT,
                 status=Message.Status.STREAMING,
-                model=conversation.model,
+                model=model or conversation.model,
                 generation_channel=generation_channel,
                 parent_id=previous.parent_id,
                 heartbeat_at=now,

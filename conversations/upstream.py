@@ -110,7 +110,8 @@ class ErrorKind(StrEnum):
     NOT_FOUND = "not_found"
     BAD_REQUEST = "bad_request"
     TIMEOUT = "timeout"
-    CONNECTION = "connection"
+    UNREACHABLE = "unreachable"  # no connection could be made
+    CONNECTION = "connection"  # a connection that was made broke
     PROTOCOL = "protocol"
     STREAM_ERROR = "stream_error"
 
@@ -122,6 +123,7 @@ USER_MESSAGES = {
     ErrorKind.NOT_FOUND: "The model was not found on the model service.",
     ErrorKind.BAD_REQUEST: "The model service refused this request.",
     ErrorKind.TIMEOUT: "The model service stopped responding.",
+    ErrorKind.UNREACHABLE: "Could not reach the model service.",
     ErrorKind.CONNECTION: "The connection to the model service was lost.",
     ErrorKind.PROTOCOL: "The model service sent a response that could not be read.",
     ErrorKind.STREAM_ERROR: "The model service reported an error while answering.",
@@ -150,7 +152,12 @@ class UpstreamError(Exception):
     @property
     def retryable(self) -> bool:
         """Worth another try before any text was shown (408/409/429/5xx, network)."""
-        if self.kind in (ErrorKind.CONNECTION, ErrorKind.TIMEOUT, ErrorKind.UNAVAILABLE):
+        if self.kind in (
+            ErrorKind.UNREACHABLE,
+            ErrorKind.CONNECTION,
+            ErrorKind.TIMEOUT,
+            ErrorKind.UNAVAILABLE,
+        ):
             return True
         if self.kind is ErrorKind.RATE_LIMITED:
             return True
@@ -199,8 +206,10 @@ def classify(exc: BaseException, *, request_id: str = "") -> UpstreamError:
         log.warning("upstream timeout request_id=%s", request_id or "-")
         return UpstreamError(ErrorKind.TIMEOUT, request_id=request_id)
     if isinstance(exc, openai.APIConnectionError):
-        log.warning("upstream connection error request_id=%s: %r", request_id or "-", exc.__cause__)
-        return UpstreamError(ErrorKind.CONNECTION, request_id=request_id)
+        # Raised while the request is sent: no connection was made (refused, no route,
+        # a name that does not resolve), which is not the same as losing one.
+        log.warning("upstream unreachable request_id=%s: %r", request_id or "-", exc.__cause__)
+        return UpstreamError(ErrorKind.UNREACHABLE, request_id=request_id)
     # The body is read below the SDK: its transport errors arrive as httpx2's own.
     if isinstance(exc, httpx2.TimeoutException):
         log.warning("upstream timeout mid-stream request_id=%s", request_id or "-")

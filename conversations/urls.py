@@ -32,6 +32,11 @@ urlpatterns = [
         "conversations/<uuid:public_id>/flags/", views.conversation_flags, name="conversation_flags"
     ),
     path(
+        "conversations/<uuid:public_id>/feedback/",
+        views.answer_feedback,
+        name="answer_feedback",
+    ),
+    path(
         "conversations/<uuid:public_id>/delete/",
         views.conversation_delete,
         name="conversation_delete",

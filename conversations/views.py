@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -19,7 +20,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseLocation
 from django_htmx.middleware import HtmxDetails
 
 from accounts import quotas
@@ -29,7 +30,7 @@ from chatsite.types import Account, account_of
 from moderation import services as moderation_services
 
 from . import catalog, selectors, services, upstream
-from .fragments import PAGE
+from .fragments import PAGE, SIDEBAR
 from .models import Conversation
 from .portability import exports
 from .streaming import broadcast, turns
@@ -66,11 +67,17 @@ def _home_page(
     **extra: Any,
 ) -> HttpResponse:
     preferences = selectors.user_settings_for(user=user)
+    conversations, next_cursor = selectors.conversation_page(user=user)
     context = {
-        "conversations": selectors.conversation_list(user=user, archived=archived),
+        "conversations": conversations,  # the sidebar's
+        "next_cursor": next_cursor,
         "archived": archived,
+        "archived_conversations": (
+            selectors.conversation_list(user=user, archived=True) if archived else []
+        ),
         "model_choices": choices,
         "selected_model": extra.pop("selected_model", "") or preferences.default_model,
+        "service_problem": _service_problem(request),
         **extra,
     }
     return render(request, "conversations/home.html", context, status=status)
@@ -112,6 +119,7 @@ def _conversation_page(
             "model_choices": _with_current(choices, conversation.model),
             "usage": selectors.usage_for_conversation(conversation=conversation),
             "quota_text": _quota_text(user),
+            "service_problem": _service_problem(request),
             "ws_path": f"/ws/conversations/{conversation.public_id}/"
             + (f"?seen={last.pk}-{last.status}" if last is not None else ""),
             **extra,
@@ -146,6 +154,12 @@ async def _model_choices(request: HttpRequest) -> list[str]:
     return await catalog.model_choices(config=config)
 
 
+def _service_problem(request: HttpRequest) -> str:
+    """What the page says when the model service could not be used moments ago (listing
+    its models for this very page found out), before anyone types a message that fails."""
+    return catalog.service_problem(config=upstream.configured(server=_server_address(request)))
+
+
 def _with_current(choices: list[str], current: str) -> list[str]:
     # A model no longer offered still shows as the conversation's current one.
     return choices if current in choices or not current else [current, *choices]
@@ -153,7 +167,7 @@ def _with_current(choices: list[str], current: str) -> list[str]:
 
 @require_POST
 @login_required
-async def conversation_create(request: HttpRequest) -> HttpResponse:
+async def conversation_create(request: HtmxHttpRequest) -> HttpResponse:
     """Create a conversation, optionally with its first message (whose answer starts now)."""
     user = account_of(await request.auser())
     text = request.POST.get("message", "")
@@ -172,7 +186,7 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
         conversation = await sync_to_async(services.conversation_create)(
             owner=user, model=model, system_prompt=prompt
         )
-        return HttpResponseRedirect(reverse("conversation_detail", args=[conversation.public_id]))
+        return _opened(request, conversation)
     try:
         turn = await turns.conversation_start(
             owner=user,
@@ -183,13 +197,23 @@ async def conversation_create(request: HttpRequest) -> HttpResponse:
         )
     except ActionRefused as exc:  # a limit, or a quota: try again later
         return await _home_with_error(request, user, text, exc.user_message, 429)
-    conversation = turn.user_message.conversation
-    return HttpResponseRedirect(reverse("conversation_detail", args=[conversation.public_id]))
+    return _opened(request, turn.user_message.conversation)
+
+
+def _opened(request: HtmxHttpRequest, conversation: Conversation) -> HttpResponse:
+    url = reverse("conversation_detail", args=[conversation.public_id])
+    if request.htmx:
+        # The home page becomes the conversation in place (its answer already streams),
+        # and the address becomes the conversation's.
+        return HttpResponseLocation(url, target="#app", select="#app", swap="outerHTML")
+    return HttpResponseRedirect(url)
 
 
 async def _home_with_error(
-    request: HttpRequest, user: Account, text: str, error: str, status: int
+    request: HtmxHttpRequest, user: Account, text: str, error: str, status: int
 ) -> HttpResponse:
+    if request.htmx:
+        status = 422  # htmx swaps a 422 in (base.html's responseHandling): the error shows
     choices = await _model_choices(request)
     return await sync_to_async(_home_page)(
         request,
@@ -224,17 +248,32 @@ async def _title_area(
 ) -> HttpResponse:
     user = account_of(await request.auser())
     conversations, next_cursor = await sync_to_async(selectors.conversation_page)(user=user)
-    context = {
-        "conversation": conversation,
+    context = {"conversation": conversation, **extra}
+    area = await sync_to_async(render_to_string)(f"{PAGE}#title_area", context, request=request)
+    # The sidebar marks the conversation the page shows, which is not this one when the
+    # change came from another conversation's sidebar.
+    shown = await sync_to_async(_shown_conversation)(request, user)
+    sidebar_context = {
+        "conversation": shown,
         "conversations": conversations,
         "next_cursor": next_cursor,
-        **extra,
+        "oob": True,
     }
-    area = await sync_to_async(render_to_string)(f"{PAGE}#title_area", context, request=request)
     sidebar = await sync_to_async(render_to_string)(
-        f"{PAGE}#sidebar_list", context, request=request
+        f"{SIDEBAR}#sidebar_list", sidebar_context, request=request
     )
     return HttpResponse(area + sidebar, status=status)
+
+
+_CONVERSATION_PATH = re.compile(r"^/conversations/([0-9a-f-]{36})/")
+
+
+def _shown_conversation(request: HttpRequest, user: Account) -> Conversation | None:
+    """The conversation of the page an htmx request came from (HX-Current-URL), if any."""
+    details = getattr(request, "htmx", None)
+    path = (details.current_url_abs_path or "") if details else request.path
+    match = _CONVERSATION_PATH.match(path)
+    return selectors.conversation_get(user=user, public_id=match.group(1)) if match else None
 
 
 @require_POST
@@ -274,6 +313,12 @@ async def conversation_flags(request: HttpRequest, public_id: str) -> HttpRespon
 async def conversation_delete(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
     conversation = await _owned(request, public_id)
     await broadcast.conversation_remove(conversation=conversation)
+    page = reverse("conversation_detail", args=[conversation.public_id])
+    came_from = request.htmx.current_url_abs_path if request.htmx else None
+    if came_from and not came_from.startswith(page):
+        # From the sidebar of another page: that page stays; every tab's sidebar loses
+        # the entry through the user's frames.
+        return HttpResponse(status=204)
     if request.htmx:
         # Not a 302: the browser's XHR would follow it and htmx would swap the home page
         # into the button. htmx navigates on HX-Redirect instead.
@@ -291,7 +336,7 @@ def conversation_sidebar(request: HttpRequest) -> HttpResponse:
     current = selectors.conversation_get(user=request.user, public_id=request.GET.get("current"))
     return render(
         request,
-        f"{PAGE}#sidebar_items",
+        f"{SIDEBAR}#sidebar_items",
         {
             "conversations": conversations,
             "next_cursor": next_cursor,
@@ -323,6 +368,8 @@ async def conversation_configure(request: HtmxHttpRequest, public_id: str) -> Ht
     """The model for the next answers, and the conversation's instructions."""
     conversation = await _owned(request, public_id)
     choices = await _model_choices(request)
+    # The model picker and the instructions dialog post separately; each gets itself back.
+    part = "instructions" if "system_prompt" in request.POST else "configure"
     context: dict[str, Any] = {"conversation": conversation}
     status = 200
     try:
@@ -332,18 +379,15 @@ async def conversation_configure(request: HtmxHttpRequest, public_id: str) -> Ht
             model=request.POST.get("model"),
             system_prompt=request.POST.get("system_prompt"),
         )
-        context["configure_saved"] = True
+        context[f"{part}_saved"] = True
     except ValidationError as exc:
-        context["configure_error"] = " ".join(exc.messages)
+        context[f"{part}_error"] = " ".join(exc.messages)
         status = 422
     if not request.htmx:
-        error = {"configure_error": context["configure_error"]} if status == 422 else {}
+        error = {"configure_error": context[f"{part}_error"]} if status == 422 else {}
         return await _whole_page(request, conversation, status=status, **error)
     context["model_choices"] = _with_current(choices, conversation.model)
-    context["usage"] = await sync_to_async(selectors.usage_for_conversation)(
-        conversation=conversation
-    )
-    html = await sync_to_async(render_to_string)(f"{PAGE}#configure", context, request=request)
+    html = await sync_to_async(render_to_string)(f"{PAGE}#{part}", context, request=request)
     return HttpResponse(html, status=status)
 
 
@@ -396,3 +440,35 @@ def conversation_report(request: HttpRequest, public_id: str) -> HttpResponse:
     return HttpResponse(
         '<p class="feedback" role="status">Thank you. The moderators will look at it.</p>'
     )
+
+
+@require_POST
+@login_required
+@throttled("edit", rate=EDITS_PER_SECOND, burst=EDITS_BURST)
+def answer_feedback(request: HttpRequest, public_id: str) -> HttpResponse:
+    """The owner rates an answer (helpful or not, with an optional comment); the rating's
+    own partial comes back."""
+    conversation = selectors.conversation_get(user=request.user, public_id=public_id)
+    if conversation is None:
+        raise Http404("No such conversation.")
+    message_id = request.POST.get("message_id")
+    context: dict[str, Any] = {}
+    status = 200
+    try:
+        services.answer_feedback_set(
+            conversation=conversation,
+            message_id=message_id,
+            value=request.POST.get("value", ""),
+            comment=request.POST.get("comment", ""),
+        )
+        context["rating_saved"] = True
+        # A fresh verdict asks for a comment at once; a saved comment closes the form.
+        context["ask_comment"] = "comment" not in request.POST and bool(request.POST.get("value"))
+    except ValidationError as exc:
+        context["rating_error"] = " ".join(exc.messages)
+        status = 422
+    message = selectors.message_get(conversation=conversation, message_id=message_id)
+    if message is None:
+        return HttpResponse(escape(context.get("rating_error", "")), status=422)
+    context["item"] = selectors.message_view(message=message)
+    return render(request, f"{PAGE}#rating", context, status=status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -9,12 +10,14 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Case, Count, OuterRef, QuerySet, Subquery, When
 from django.http import HttpRequest, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from accounts import services as account_services
 from chatsite.types import account_of
+from conversations.models import Message
 from conversations.rendering import render
 
 from . import services
@@ -72,7 +75,7 @@ class FlagAdmin(PrivateTextLookupsMixin, admin.ModelAdmin):
     actions = ("dismiss", "hide_message", "unhide_message", "suspend_user")
 
     class Media:
-        css = {"all": ("chatsite/admin.css",)}
+        css = {"all": ("chatsite/admin-flag.css",)}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Flag]:
         earlier = (
@@ -120,29 +123,13 @@ class FlagAdmin(PrivateTextLookupsMixin, admin.ModelAdmin):
 
     @admin.display(description="The flagged text in its context")
     def in_context(self, flag: Flag) -> str:
-        """The turns around the flagged message, rendered as safely as on the site."""
-        if flag.message is None:
-            turns = list(flag.conversation.messages.order_by("id")[:6])
-        else:
-            around = flag.conversation.messages.order_by("id")
-            before = list(around.filter(id__lt=flag.message_id).order_by("-id")[:2])[::-1]
-            after = list(around.filter(id__gt=flag.message_id)[:1])
-            turns = [*before, flag.message, *after]
-        return format_html_join(
-            "",
-            '<div class="flag-turn{}"><strong>{}</strong><div>{}</div></div>',
-            (
-                (
-                    " flag-turn--flagged" if m.pk == flag.message_id else "",
-                    m.get_role_display(),
-                    # render() is the site's sanitiser (nh3 allow-lists): safe as on the site.
-                    mark_safe(render(m.content))  # noqa: S308
-                    if m.role == "assistant"
-                    else format_html("<p>{}</p>", m.content),
-                )
-                for m in turns
-            ),
-        ) or format_html("<p>{}</p>", flag.excerpt)
+        """The turns around the flagged message, on its own path of versions, rendered as
+        safely as on the site, inside a container that keeps admin's styles off them
+        (admin-flag.css: no heading drawn as admin's blue bar, no Copy button)."""
+        turns = _turns_around(flag)
+        if not turns:
+            return format_html("<p>{}</p>", flag.excerpt)
+        return render_to_string("admin/moderation/flag/in_context.html", {"turns": turns})
 
     @admin.action(description="Suspend the user (asks until when, and why)", permissions=["change"])
     def suspend_user(self, request: HttpRequest, queryset: QuerySet[Flag]) -> Any:
@@ -201,3 +188,57 @@ class AccessLogAdmin(RecordAdminMixin, admin.ModelAdmin):
     list_select_related = ("owner",)
     list_filter = ("at",)
     search_fields = ("staff_username", "owner__username", "conversation_title", "reason")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message as the flag page shows it: which version of its turn, and its text as
+    safe HTML (an answer's markdown through the site's sanitiser; a user's text escaped)."""
+
+    message: Message
+    version: int
+    versions: int
+    flagged: bool
+    html: str
+
+
+def _turns_around(flag: Flag) -> list[Turn]:
+    """The flagged message with the two messages before it on its path (its question and
+    the answer before that) and the newest one after it; for a whole conversation, its
+    first six messages. Other versions are left out, and each shown one says which version
+    it is: two answers to one question read as a conversation otherwise. Two queries."""
+    rows = list(flag.conversation.messages.order_by("id").values_list("id", "parent_id"))
+    parent_of = dict(rows)
+    versions: dict[int | None, list[int]] = {}
+    newest_child: dict[int | None, int] = {}
+    for pk, parent_id in rows:  # in id order: versions oldest first, the last child newest
+        versions.setdefault(parent_id, []).append(pk)
+        newest_child[parent_id] = pk
+    ids: list[int] = []
+    if flag.message_id in parent_of:
+        node: int | None = flag.message_id
+        while node is not None and len(ids) < 3:
+            ids.insert(0, node)
+            node = parent_of.get(node)
+        if flag.message_id in newest_child:
+            ids.append(newest_child[flag.message_id])
+    else:
+        node = newest_child.get(None)
+        while node is not None and len(ids) < 6:
+            ids.append(node)
+            node = newest_child.get(node)
+    by_id = Message.objects.in_bulk(ids)
+    turns = []
+    for pk in ids:
+        message = by_id[pk]
+        siblings = versions[parent_of[pk]]
+        html = (
+            # render() is the site's sanitiser (nh3 allow-lists): safe as on the site.
+            mark_safe(render(message.content))  # noqa: S308
+            if message.role == Message.Role.ASSISTANT
+            else format_html("<p>{}</p>", message.content)
+        )
+        turns.append(
+            Turn(message, siblings.index(pk) + 1, len(siblings), pk == flag.message_id, html)
+        )
+    return turns

@@ -305,3 +305,24 @@ async def test_retry_and_continue_refuse_bad_ids(
     assert expected in error
     assert await Message.objects.acount() == 0
     await socket.close()
+
+
+async def test_regenerate_with_another_model_uses_it_for_that_version_only(
+    fake: FakeUpstream,
+) -> None:
+    fake.enqueue(Stream(["usual"]), Stream(["mini"]))
+    _, conversation, socket = await ask("which?")
+    await socket.receive_until(final_frame)
+    first = await answer(conversation)
+    await socket.send_json({"action": "retry", "message_id": first.pk, "model": "nope"})
+    refused = await socket.receive_until(lambda f: "feedback error" in f)
+    assert "not available" in refused
+    assert len(fake.completions()) == 1  # nothing sent for a model not offered
+    await socket.send_json({"action": "retry", "message_id": first.pk, "model": "fake-model-mini"})
+    await socket.receive_until(lambda f: final_frame(f) and "mini" in f)
+    second = await answer(conversation)
+    assert (second.model, second.content) == ("fake-model-mini", "mini")
+    assert fake.completions()[-1].body["model"] == "fake-model-mini"
+    await conversation.arefresh_from_db()
+    assert conversation.model == "fake-model"  # the conversation keeps its own
+    await socket.close()

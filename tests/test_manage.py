@@ -31,7 +31,7 @@ def test_rename_keeps_the_users_title_and_refuses_empty_or_long_ones() -> None:
     url = f"/conversations/{conversation.public_id}/rename/"
     ok = client.post(url, {"title": "  My   own title "}, HTTP_HX_REQUEST="true")
     assert ok.status_code == 200
-    assert '<h1 id="conversation-title">My own title</h1>' in ok.content.decode()
+    assert '<h1 id="conversation-title" class="chat-title">My own title</h1>' in ok.content.decode()
     conversation.refresh_from_db()
     assert (conversation.title, conversation.title_source) == ("My own title", "user")
     for bad, message in (("   ", "cannot be empty"), ("x" * 121, "at most 120")):
@@ -51,7 +51,10 @@ def test_rename_and_instructions_work_without_htmx_and_keep_what_was_typed() -> 
     page = f"/conversations/{conversation.public_id}/"
     renamed = client.post(f"{page}rename/", {"title": "Typed fast"})
     assert (renamed.status_code, renamed["Location"]) == (303, page)
-    assert '<h1 id="conversation-title">Typed fast</h1>' in client.get(page).content.decode()
+    assert (
+        '<h1 id="conversation-title" class="chat-title">Typed fast</h1>'
+        in client.get(page).content.decode()
+    )
     refused = client.post(f"{page}rename/", {"title": "x" * 121})
     body = refused.content.decode()
     assert refused.status_code == 422
@@ -143,11 +146,11 @@ def test_the_sidebar_pages_through_every_conversation_once_in_order() -> None:
     services.conversation_set_flags(conversation=pinned, pinned=True)
     client = client_for(user)
     page = client.get(f"/conversations/{pinned.public_id}/").content.decode()
-    seen = re.findall(r'id="nav-title-[^"]+">([^<]+)<', page)
+    seen = re.findall(r'id="nav-title-[^"]+"[^>]*>([^<]+)<', page)
     assert len(seen) == 30
     while (more := re.search(r'hx-get="(/conversations/sidebar/\?[^"]+)"', page)) is not None:
         page = client.get(more.group(1).replace("&amp;", "&")).content.decode()
-        seen += re.findall(r'id="nav-title-[^"]+">([^<]+)<', page)
+        seen += re.findall(r'id="nav-title-[^"]+"[^>]*>([^<]+)<', page)
     expected = ["Chat 05"] + [f"Chat {i:02d}" for i in range(69, -1, -1) if i != 5]
     assert seen == expected
     assert client.get("/conversations/sidebar/?after=garbage").content.decode().strip() == ""

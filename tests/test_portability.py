@@ -103,12 +103,39 @@ def test_markdown_export_is_the_conversation_as_shown() -> None:
     text = _client(alice).get(f"/conversations/{conversation.public_id}/export.md").content.decode()
     assert text.startswith("# Tides\n")
     assert "> Instructions: Be brief." in text
-    assert "## You\n\nWhy tides?" in text
-    assert "## Assistant (m1)\n\nThe **moon**." in text  # the version being shown
+    assert "---\n\n**You**\n\nWhy tides?" in text
+    assert "---\n\n**Assistant** (m1)\n\nThe **moon**." in text  # the version being shown
     assert "Gravity." not in text
     assert "*(Stopped)*" in text
     assert "*(Error)*" in text
     assert "other version(s)" in text
+
+
+def test_markdown_turns_cannot_be_taken_for_an_answers_own_headings() -> None:
+    """Each turn is a rule and a bold speaker; the answers' headings stay theirs, and an
+    answer that stopped inside a code fence does not swallow the turns after it."""
+    from markdown_it import MarkdownIt
+
+    alice = make_user("alice")
+    conversation = services.conversation_create(owner=alice, model="m1", title="Plans")
+    first = turn_services.turn_start(
+        conversation=conversation, text="Plan?", generation_channel="c"
+    )
+    _finish(first.answer, "# Plan\n\n## You\n\nStep one.\n\n```python\nprint(1)", status="stopped")
+    second = turn_services.turn_start(
+        conversation=conversation, text="More", generation_channel="c"
+    )
+    _finish(second.answer, "## Assistant\n\nDone.", status="complete")
+    text = _client(alice).get(f"/conversations/{conversation.public_id}/export.md").content.decode()
+    tokens = MarkdownIt("commonmark").parse(text)
+    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
+    assert headings == ["Plans", "Plan", "You", "Assistant"]  # the title, then the answers'
+    turns = [
+        tokens[i + 2].content for i, t in enumerate(tokens[:-2]) if t.type == "hr"
+    ]  # after each rule: a paragraph whose text is the speaker
+    assert turns == ["**You**", "**Assistant** (m1)", "**You**", "**Assistant** (m1)"]
+    assert [t.content for t in tokens if t.type == "fence"] == ["print(1)\n"]
+    assert "## You\n\nStep one." in text  # the answer's text as written
 
 
 def test_the_zip_of_everything_streams_every_conversation_of_the_owner_only() -> None:

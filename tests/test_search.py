@@ -57,6 +57,68 @@ def test_snippets_mark_the_words_and_escape_everything_else() -> None:
     assert html.count("<mark>") == html.count("</mark>")
 
 
+def _answered(owner, question: str, answer: str) -> Conversation:
+    conversation = services.conversation_create(owner=owner, model="m", title="t")
+    turn = turn_services.turn_start(
+        conversation=conversation, text=question, generation_channel="c"
+    )
+    services.message_finalize(message_id=turn.answer.pk, content=answer, status="complete")
+    return conversation
+
+
+def test_snippets_of_answers_are_plain_text_without_markdown() -> None:
+    alice = make_user("alice")
+    _answered(
+        alice,
+        "what helps?",
+        "## Tips\n\nTry these **immune boosters**! A little *rest* helps, see "
+        "[the guide](https://example.com/a_b).\n\n- `vitamin_c()` daily\n> ~~never~~ quoted",
+    )
+    [result] = selectors.conversation_search(user=alice, query="boosters")
+    assert str(result.snippet) == (
+        "Tips Try these immune <mark>boosters</mark>! A little rest helps, see the guide. "
+        "vitamin_c() daily never quoted"
+    )
+
+
+def test_a_snippet_cut_from_the_middle_of_an_answer_loses_its_markers_too() -> None:
+    alice = make_user("alice")
+    # The window starts well inside the text, after the bold opened: "…boosters**!" was shown.
+    _answered(alice, "q", "filler " * 300 + "Some **immune boosters**! A little `code` and _more_.")
+    [result] = selectors.conversation_search(user=alice, query="boosters")
+    html = str(result.snippet)
+    assert html.startswith("…filler")
+    assert html.endswith("immune <mark>boosters</mark>! A little code and more.")
+    assert not set("*_`") & set(html)
+
+
+def test_markdown_free_snippets_are_still_escaped_text() -> None:
+    alice = make_user("alice")
+    _answered(alice, "q", "# <script>alert(1)</script> **kiwi** <img src=x onerror=alert(2)>")
+    [result] = selectors.conversation_search(user=alice, query="kiwi")
+    html = str(result.snippet)
+    assert html == (
+        "&lt;script&gt;alert(1)&lt;/script&gt; <mark>kiwi</mark> &lt;img src=x onerror=alert(2)&gt;"
+    )
+
+
+def test_code_and_arithmetic_keep_their_characters() -> None:
+    alice = make_user("alice")
+    _answered(
+        alice, "q", "Use `*args` with snake_case_name and 2*3*4:\n\n```py\nf(**kw)  # kiwi\n```"
+    )
+    [result] = selectors.conversation_search(user=alice, query="kiwi")
+    snippet = str(result.snippet)
+    assert snippet == "…with snake_case_name and 2*3*4: f(**kw) # <mark>kiwi</mark>"
+
+
+def test_a_users_own_message_is_shown_as_typed() -> None:
+    alice = make_user("alice")
+    _answered(alice, "is **this** bold?", "No.")  # the site shows user text as plain text
+    [result] = selectors.conversation_search(user=alice, query="this")
+    assert str(result.snippet) == "is **<mark>this</mark>** bold?"
+
+
 def test_better_matches_rank_first() -> None:
     alice = make_user("alice")
     _chat(alice, "Mentions it once", "a long text that names rhubarb once " + "filler " * 50)

@@ -138,3 +138,17 @@ async def test_events_split_anywhere_and_crlf_lines_parse_the_same() -> None:
             upstream.StreamEvent(finish_reason="stop"),
         ]
         assert datas[2] == b"[DONE]"
+
+
+async def test_a_service_that_cannot_be_reached_is_not_a_lost_connection() -> None:
+    """No connection was ever made: the page must not say it was lost."""
+    from tests.live import free_port
+
+    config = upstream.UpstreamConfig(
+        base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="k", connect_timeout=2
+    )
+    with pytest.raises(upstream.UpstreamError) as caught:
+        await upstream.open_stream(config, model="m", messages=MESSAGES)
+    assert caught.value.kind is upstream.ErrorKind.UNREACHABLE
+    assert caught.value.user_message == "Could not reach the model service."
+    assert caught.value.retryable

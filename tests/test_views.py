@@ -220,3 +220,60 @@ def test_a_loop_of_reports_is_slowed_down() -> None:
     assert 429 in statuses[5:]
     refused = client.post(f"/conversations/{conversation.public_id}/report/", {"category": "x"})
     assert "Try again in" in refused.content.decode()
+
+
+def _finished_answer(user: Any) -> tuple[Conversation, Message]:
+    from conversations import turn_services
+
+    conversation = services.conversation_create(owner=user, model="m")
+    turn = turn_services.turn_start(conversation=conversation, text="q", generation_channel="c")
+    services.message_finalize(message_id=turn.answer.pk, content="a", status="complete")
+    return conversation, turn.answer
+
+
+def test_rating_an_answer_saves_it_and_answers_with_the_ratings_own_partial() -> None:
+    user = make_user()
+    conversation, answer = _finished_answer(user)
+    client = logged_in(user)
+    url = f"/conversations/{conversation.public_id}/feedback/"
+    response = client.post(url, {"message_id": answer.pk, "value": "down"})
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert f'id="rating-{answer.pk}"' in body  # the partial knows its answer
+    assert f'hx-target="#rating-{answer.pk}"' in body
+    assert 'aria-pressed="true" aria-label="Not helpful"' in body
+    client.post(url, {"message_id": answer.pk, "value": "down", "comment": "Too long."})
+    assert Message.objects.get(pk=answer.pk).feedback.comment == "Too long."
+    client.post(url, {"message_id": answer.pk, "value": ""})  # taken back
+    assert not Message.objects.filter(pk=answer.pk, feedback__isnull=False).exists()
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"value": "sideways"}, "helpful or not helpful"),
+        ({"value": "up", "comment": "x" * 2001}, "at most 2,000"),
+    ],
+)
+def test_a_bad_rating_is_a_clear_error_and_saves_nothing(
+    fields: dict[str, str], error: str
+) -> None:
+    user = make_user()
+    conversation, answer = _finished_answer(user)
+    response = logged_in(user).post(
+        f"/conversations/{conversation.public_id}/feedback/", {"message_id": answer.pk, **fields}
+    )
+    assert response.status_code == 422
+    assert error in response.content.decode()
+    assert not Message.objects.filter(pk=answer.pk, feedback__isnull=False).exists()
+
+
+def test_nobody_rates_another_users_answer() -> None:
+    owner, intruder = make_user("owner"), make_user("intruder")
+    conversation, answer = _finished_answer(owner)
+    response = logged_in(intruder).post(
+        f"/conversations/{conversation.public_id}/feedback/",
+        {"message_id": answer.pk, "value": "up"},
+    )
+    assert response.status_code == 404
+    assert not Message.objects.filter(pk=answer.pk, feedback__isnull=False).exists()

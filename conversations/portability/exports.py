@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from datetime import datetime
 from typing import Any
@@ -82,23 +83,48 @@ def to_json(documents: list[dict[str, Any]]) -> bytes:
 
 
 def to_markdown(conversation: Conversation, path: list[Message], versions: int) -> str:
-    """The conversation as the reader sees it (the current version of each turn)."""
+    """The conversation as the reader sees it (the current version of each turn).
+
+    Each turn opens with a rule and the speaker in bold, never a heading: an answer's own
+    headings, at any level, cannot be taken for a turn, and each message's text is as it
+    was written (no heading demoted), except that a code fence left open (a stopped
+    answer) is closed, so that it does not swallow the turns after it."""
     lines = [f"# {conversation.display_title}", ""]
     if conversation.system_prompt:
         lines += ["> Instructions: " + conversation.system_prompt.replace("\n", "\n> "), ""]
     for message in path:
         if message.role == Message.Role.USER:
-            lines.append("## You")
+            speaker = "**You**"
         else:
-            lines.append(f"## Assistant ({message.model})" if message.model else "## Assistant")
-        text = "*(Hidden by moderation.)*" if message.hidden else message.content
-        lines += ["", text or "", ""]
+            speaker = f"**Assistant** ({message.model})" if message.model else "**Assistant**"
+        text = "*(Hidden by moderation.)*" if message.hidden else _fences_closed(message.content)
+        lines += ["---", "", speaker, "", text.strip("\n"), ""]
         if message.role == Message.Role.ASSISTANT and message.status != Message.Status.COMPLETE:
             lines += [f"*({message.get_status_display()})*", ""]
     extra = versions - len(path)
     if extra > 0:
-        lines.append(f"*{extra} other version(s) of messages are in the JSON export.*")
+        lines += ["---", "", f"*{extra} other version(s) of messages are in the JSON export.*"]
     return "\n".join(lines).rstrip() + "\n"
+
+
+_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+
+
+def _fences_closed(text: str) -> str:
+    """The text with a code fence it leaves open closed (CommonMark's rules: the closing
+    fence is the opening character, at least as many, and nothing else on its line)."""
+    opened = ""
+    for line in text.split("\n"):
+        fence = _FENCE_LINE.match(line)
+        if fence is None:
+            continue
+        marker, rest = fence.groups()
+        if not opened:
+            if not (marker[0] == "`" and "`" in rest):  # a backtick fence's info has none
+                opened = marker
+        elif marker[0] == opened[0] and len(marker) >= len(opened) and not rest.strip():
+            opened = ""
+    return f"{text.rstrip()}\n{opened}" if opened else text
 
 
 def file_stem(conversation: Conversation) -> str:

@@ -86,8 +86,12 @@ async def conversation_remove(*, conversation: Conversation) -> None:
     """Delete a conversation: stop its answer first, then tell every tab it is gone."""
     await answers_stop(answers=conversation.messages.all(), wait=True)  # partial saved first
     await database_sync_to_async(services.conversation_delete)(conversation=conversation)
-    await to_conversation(conversation, fragments.conversation_gone_html(), gone=True)
-    await to_user(conversation.owner_id, fragments.nav_gone_html(conversation))
+    entry_gone = fragments.nav_gone_html(conversation)
+    await to_user(conversation.owner_id, entry_gone)
+    # Its own tabs too, in the same frame: they close their socket right after it, and a
+    # user-wide frame that came later would not reach them.
+    html = fragments.conversation_gone_html() + entry_gone
+    await to_conversation(conversation, html, gone=True)
 
 
 async def user_kick(*, user_id: int) -> None:

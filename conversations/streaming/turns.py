@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 
 from chatsite.types import Account
 
-from .. import fragments, selectors, services, turn_services, upstream
+from .. import catalog, fragments, selectors, services, turn_services, upstream
 from ..models import Conversation, Message
 from ..selectors import MessageView
 from . import broadcast, frames
@@ -188,15 +188,27 @@ async def conversation_start(
 
 
 async def turn_retry(
-    *, conversation: Conversation, message_id: Any, server: tuple[str, int] | None = None
+    *,
+    conversation: Conversation,
+    message_id: Any,
+    server: tuple[str, int] | None = None,
+    model: Any = None,
 ) -> Message:
-    """A new version of an answer; the earlier ones stay, one click away."""
+    """A new version of an answer, by the conversation's model or by `model`; the earlier
+    ones stay, one click away."""
     channel = await broadcast.layer().new_channel()
+    choices = None
+    if model is not None:
+        choices = await catalog.model_choices(config=upstream.configured(server=server))
 
     def retry() -> _Prepared:
         return _prepare(
             turn_services.answer_retry(
-                conversation=conversation, message_id=message_id, generation_channel=channel
+                conversation=conversation,
+                message_id=message_id,
+                generation_channel=channel,
+                model=model,
+                choices=choices,
             )
         )
 

@@ -3,6 +3,7 @@ from typing import Any
 from django import template
 from django.utils.safestring import SafeString, mark_safe
 
+from accounts.quotas import estimate_tokens
 from conversations.grouping import sidebar_sections as _sidebar_sections
 from conversations.rendering import render_markdown
 from conversations.selectors import MessageView
@@ -25,3 +26,19 @@ def answer_parts(item: MessageView) -> tuple[str, str]:
 @register.filter
 def sidebar_sections(conversations: Any) -> list[tuple[str, list[Any]]]:
     return _sidebar_sections(conversations)
+
+
+@register.filter
+def usage_text(message: Any) -> str:
+    """An answer's tokens as the upstream reported them; when it reported none (llama.cpp
+    never does in streams), an estimate from the text, marked with "≈": never a 0 that
+    reads as nothing."""
+    if message.role != "assistant" or message.status == "streaming":
+        return ""
+    if message.prompt_tokens is not None or message.completion_tokens is not None:
+        prompt = "?" if message.prompt_tokens is None else f"{message.prompt_tokens:,}"
+        completion = "?" if message.completion_tokens is None else f"{message.completion_tokens:,}"
+        return f"{prompt} in · {completion} out"
+    if not message.content:
+        return ""
+    return f"≈ {estimate_tokens(len(message.content)):,} tokens out"

@@ -63,7 +63,7 @@ def test_regenerate_flip_versions_and_edit_a_message(
     expect(page.locator(f"{ANSWER} .message-text")).to_have_text("First answer.")
 
     page.click('#messages [data-role="user"] [data-action=edit]')
-    editor = page.locator('#messages [data-role="user"] textarea')
+    editor = page.locator('#messages [data-role="user"] .edit-form textarea')
     expect(editor).to_be_focused()
     editor.fill("better question")
     editor.press("Enter")
@@ -85,13 +85,15 @@ def test_export_downloads_and_the_model_picker(
     sign_up(page, site)
     ask(page, site, "export me")
     with page.expect_download() as download:
+        page.click("#conversation-menu summary")  # the rare actions live in a menu
         page.click("text=Export JSON")
     document = json.loads(open(download.value.path(), encoding="utf-8").read())  # noqa: SIM115
     assert document["format"] == "chatsite"
     assert document["conversations"][0]["messages"][1]["content"] == "Exported words."
     with page.expect_download() as markdown:
+        page.click("#conversation-menu summary")
         page.click("text=Export Markdown")
-    assert "## Assistant (fake-model)" in open(markdown.value.path(), encoding="utf-8").read()  # noqa: SIM115
+    assert "**Assistant** (fake-model)" in open(markdown.value.path(), encoding="utf-8").read()  # noqa: SIM115
 
     page.select_option("#model-select", "fake-model-mini")
     expect(page.locator("#configure-form [role=status]")).to_have_text("Saved.")

@@ -44,10 +44,16 @@ def test_a_report_reaches_the_queue_and_a_suspended_user_is_cut_off_live(
     ask(user, site, "what is the moon made of?")
 
     user.click(f"{ANSWER} [data-action=report]")
-    user.select_option(f"{ANSWER} .report select", "misinformation")
-    user.fill(f"{ANSWER} .report textarea", "it is rock")
-    user.click(f"{ANSWER} .report button[type=submit]")
-    expect(user.locator(f"{ANSWER} .report-result")).to_contain_text("moderators will look")
+    dialog = user.locator("#report-dialog")
+    expect(dialog).to_be_visible()
+    dialog.locator("select").select_option("misinformation")
+    dialog.locator("textarea").fill("it is rock")
+    dialog.locator("button[type=submit]").click()
+    expect(dialog.locator(".report-result")).to_contain_text("moderators will look")
+    # The dialog closes by itself after thanking, and forgets what was typed.
+    expect(dialog).to_be_hidden()
+    assert dialog.locator("textarea").input_value() == ""
+    expect(user.locator("#composer-feedback")).to_contain_text("moderators will look")
 
     operator.goto(f"{site}/admin/moderation/flag/")
     row = operator.locator("#result_list tbody tr").first

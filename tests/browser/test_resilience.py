@@ -168,12 +168,14 @@ def test_rename_inline_and_delete_with_confirmation_reach_other_tabs(
     other.goto(page.url)
 
     # Esc cancels.
+    page.click("#conversation-menu summary")  # rename lives in the conversation's menu
     page.click("#rename-button")
     page.fill("#rename-input", "Not this")
     page.press("#rename-input", "Escape")
     expect(page.locator("#rename-form")).to_be_hidden()
     expect(page.locator("#conversation-title")).not_to_have_text("Not this")
     # Empty is refused with a message; Enter saves.
+    page.click("#conversation-menu summary")
     page.click("#rename-button")
     page.fill("#rename-input", "   ")
     page.press("#rename-input", "Enter")
@@ -184,10 +186,17 @@ def test_rename_inline_and_delete_with_confirmation_reach_other_tabs(
     expect(other.locator("#conversation-title")).to_have_text("Renamed by me")  # live
 
     page.once("dialog", lambda dialog: dialog.accept())
-    page.click("text=Delete")
+    page.click("#conversation-menu summary")
+    page.click("#conversation-menu >> text=Delete")
     page.wait_for_url(f"{base}/")
-    expect(other.locator(".gone-notice")).to_have_text("This conversation was deleted.")
-    expect(page.locator("#conversations")).to_have_count(0)  # nothing left in the list
+    expect(other.locator(".gone-notice")).to_contain_text("This conversation was deleted.")
+    # The other tab keeps nothing that still acts on it: no menu, no picker, no composer.
+    expect(other.locator("#conversation-menu")).to_have_count(0)
+    expect(other.locator("#model-select")).to_have_count(0)
+    expect(other.locator("#composer-input")).to_have_count(0)
+    expect(other.locator("#conversation-title")).to_have_text("Deleted conversation")
+    expect(other.locator('#sidebar a[aria-current="page"]')).to_have_count(0)
+    expect(page.locator("#sidebar-list .nav-item")).to_have_count(0)  # nothing left in the list
     other.close()
 
 
@@ -209,6 +218,7 @@ def test_forms_sent_before_htmx_takes_them_over_still_work_and_leak_nothing(
             form.requestSubmit();  // in this microtask: before htmx has processed the form
         }).observe(document.body, {childList: true, subtree: true})"""
     )
+    page.click("#conversation-menu summary")
     page.click("#rename-button")
     page.fill("#rename-input", "")
     page.press("#rename-input", "Enter")  # refused: the form comes back with its error
