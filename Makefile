@@ -24,7 +24,7 @@ migrate: install
 
 run: migrate
 	@echo "chatsite on http://$(HOST):$(PORT)/  (sign up at /accounts/signup/; the first account is the admin)"
-	$(BIN)/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application
+	$(BIN)/python -m chatsite.serve -b $(HOST) -p $(PORT) chatsite.asgi:application
 
 check-browser:
 	bash scripts/ensure-chromium.sh

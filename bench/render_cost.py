@@ -1,11 +1,15 @@
-"""Per-frame cost of a streaming answer as it grows from 1 KB to 100 KB.
+"""Per-frame cost of a streaming answer as it grows from 1 KB to 100 KB, per shape.
 
-Feeds a realistic markdown answer (paragraphs, lists, code, tables) through the same
-path a generation uses (BlockSplitter + fragments.answer_growth_html) in frames of a
-fixed number of characters, and prints bytes per frame and server time per frame around
-each answer size, next to the naive baseline measured in the same run: re-rendering
-the whole answer into every frame. Flat means the 100 KB row costs about what the 1 KB
-row costs.
+Feeds answers of five shapes through the same path a generation uses (BlockSplitter,
+GrowingBlock, fragments.answer_growth_html) in frames of a fixed number of characters:
+
+* `broken`: paragraphs, lists, code and tables, with blank lines between blocks;
+* `paragraph`: one paragraph that never ends (with bold, code and links in it);
+* `list`, `table`, `code`: one list, one table, one open code block that keep growing.
+
+It prints bytes per frame and server time per frame around each answer size, next to
+the naive baseline measured in the same run: re-rendering the whole answer into every
+frame. Flat means the 100 KB row costs about what the 1 KB row costs.
 
     .venv/bin/python -m bench.render_cost [--frame-chars 120] [--json out.json]
 """
@@ -25,7 +29,7 @@ import django
 django.setup()
 
 from conversations import fragments  # noqa: E402
-from conversations.rendering import BlockSplitter, render  # noqa: E402
+from conversations.rendering import BlockSplitter, GrowingBlock, render  # noqa: E402
 
 SECTION = """## Part {n}
 
@@ -54,38 +58,69 @@ def step_{n}(values):
 CHECKPOINTS_KB = [1, 10, 25, 50, 100]
 
 
-def answer_text(size: int) -> str:
-    parts: list[str] = []
-    length = n = 0
+SENTENCE = (
+    "Here is a sentence of **explanation {n}** with `code {n}`, a [link](https://example.com/{n})"
+    " and *enough* words to look like what a model writes when it keeps going. "
+)
+UNITS = {
+    "broken": SECTION,
+    "paragraph": SENTENCE,
+    "list": "- point {n} about **this**, with `code` and *emphasis*\n",
+    "table": "| row {n} | **{n}** | `value {n}` |\n",
+    "code": "    total_{n} = compute(values[{n}]) * {n}  # step {n}\n",
+}
+HEADS = {"table": "| name | value | code |\n| --- | ---: | :--- |\n", "code": "```python\n"}
+SHAPES = list(UNITS)
+
+
+def answer_text(size: int, shape: str = "broken", *, whole: bool = False) -> str:
+    """About `size` characters of one shape: exactly, or (`whole`) in whole units, so
+    that the end is not cut inside a link or a code span."""
+    parts: list[str] = [HEADS.get(shape, "")]
+    length = len(parts[0])
+    n = 0
     while length < size:
-        parts.append(SECTION.format(n=n))
+        parts.append(UNITS[shape].format(n=n))
         length += len(parts[-1])
         n += 1
-    return "".join(parts)[:size]
+    return "".join(parts) if whole else "".join(parts)[:size]
 
 
-def measure(frame_chars: int, window: int = 25) -> list[dict[str, float]]:
-    text = answer_text(101 * 1024)
+def frames_of(text: str, frame_chars: int) -> list[tuple[int, str, float]]:
+    """(answer length, frame HTML, seconds to make it) for each frame, as a generation
+    makes them."""
     splitter = BlockSplitter()
+    growing = GrowingBlock(key="message-1-live")
+    out = []
+    for start in range(0, len(text), frame_chars):
+        delta = text[start : start + frame_chars]
+        t0 = time.perf_counter()
+        finished, tail = splitter.feed(delta)
+        if finished:
+            tail_html, whole = growing.restart(tail), True
+        else:
+            tail_html, whole = growing.grow(tail)
+        html = fragments.answer_growth_html(1, finished, tail_html, whole=whole)
+        out.append((start + len(delta), html, time.perf_counter() - t0))
+    return out
+
+
+def measure(frame_chars: int, window: int = 25, shape: str = "broken") -> list[dict[str, float]]:
+    text = answer_text(101 * 1024, shape)
     rows = []
     frames: list[tuple[int, int, float, int, float]] = []
     sampled = dict.fromkeys(CHECKPOINTS_KB, 0)
-    for start in range(0, len(text), frame_chars):
-        delta = text[start : start + frame_chars]
-        length = start + len(delta)
-        t0 = time.perf_counter()
-        finished, tail = splitter.feed(delta)
-        html = fragments.answer_growth_html(1, finished, tail)
-        t1 = time.perf_counter()
+    for length, html, seconds in frames_of(text, frame_chars):
         # The baseline (the whole answer in every frame) only where it is reported: it is slow.
         due = [kb for kb in CHECKPOINTS_KB if length >= kb * 1024 and sampled[kb] < window]
         if not due:
             continue
         for kb in due:
             sampled[kb] += 1
+        t1 = time.perf_counter()
         naive = render(text[:length])
         t2 = time.perf_counter()
-        frames.append((length, len(html.encode()), t1 - t0, len(naive.encode()), t2 - t1))
+        frames.append((length, len(html.encode()), seconds, len(naive.encode()), t2 - t1))
     for kb in CHECKPOINTS_KB:
         near = [f for f in frames if f[0] >= kb * 1024][:window]
         rows.append(
@@ -124,13 +159,17 @@ def table(rows: list[dict[str, float]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frame-chars", type=int, default=120)
+    parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--json", default="")
     args = parser.parse_args()
-    rows = measure(args.frame_chars)
-    print(table(rows))
+    results = {}
+    for shape in args.shapes.split(","):
+        rows = measure(args.frame_chars, shape=shape)
+        results[shape] = rows
+        print(f"### {shape}\n\n{table(rows)}\n")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=2)
+            json.dump(results, fh, indent=2)
 
 
 if __name__ == "__main__":

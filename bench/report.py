@@ -145,6 +145,7 @@ COLUMNS = [
     ("lag p50 ms", "lag_p50_ms", 1),
     ("lag p99 ms", "lag_p99_ms", 1),
     ("lag max ms", "lag_max_ms", 0),
+    ("SDK lag p99 ms", "sdk_lag_p99_ms", 1),
     ("delivered", "delivered_ratio", 4),
     ("app µs/chunk", "app_us_per_chunk", 0),
     ("SDK µs/chunk", "sdk_us_per_chunk", 0),

@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
-from openai import AsyncOpenAI
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench import report
@@ -62,7 +61,20 @@ STREAMING = 'data-streaming="true"'
 IDLE = 'data-streaming="false"'
 PASSWORD = "bench-password-1"  # throwaway accounts in a throwaway database
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-SDK_FLOOR_MAX_N = 100
+# Past this the bare loop is far behind on one core: its figures would be minutes of
+# waiting for the same per-chunk cost, so higher levels reuse its figures at this N.
+SDK_FLOOR_MAX_N = 200
+# One core for the process measured (the app, or the bare SDK loop), the others for the
+# load: the simulated browsers and the upstream (README, Performance).
+_CPUS = sorted(os.sched_getaffinity(0))
+APP_CPUS = {_CPUS[0]}
+LOAD_CPUS = set(_CPUS[1:]) or APP_CPUS
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    os.sched_setaffinity(pid, cpus)
+
+
 # Time to first token on an idle site: one answer at a time, a short fast answer each.
 TTFT_MODEL = "bench-200x20"
 T = TypeVar("T")
@@ -196,7 +208,7 @@ class App:
             [
                 PYTHON,
                 "-m",
-                "daphne",
+                "chatsite.serve",
                 "-b",
                 "127.0.0.1",
                 "-p",
@@ -208,6 +220,7 @@ class App:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        pin(self.process.pid, APP_CPUS)
         log.close()
         wait_port(self.port, self.process, "daphne")
 
@@ -350,39 +363,46 @@ async def gather_limited(factories: list[Callable[[], Awaitable[T]]], limit: int
 async def sdk_level(
     upstream_url: str, model: str, n: int, spread: float, first_id: int
 ) -> dict[str, Any]:
-    """N streams through the typed SDK loop alone; CPU of this process per chunk. Like
-    the app, one client for the process, warmed by one stream (imports, first connection)
-    before anything is counted."""
-    client = AsyncOpenAI(base_url=upstream_url + "/v1", api_key="bench", max_retries=0)
-    ttft: list[float] = []
-    chunks = 0
-
-    async def one(i: int, *, delay: float = 0.0, model: str = model) -> None:
-        nonlocal chunks
-        await asyncio.sleep(delay)
-        started = time.monotonic()
-        stream = await client.chat.completions.create(
-            model=model,
-            messages=[{"role": "user", "content": f"bench-{first_id + i}"}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        first = True
-        async for chunk in stream:
-            chunks += 1
-            if first and chunk.choices and chunk.choices[0].delta.content:
-                ttft.append((time.monotonic() - started) * 1000)
-                first = False
-
-    await one(-1, model="bench-1000x20")
-    ttft.clear()
-    chunks = 0
-    cpu = time.process_time()
-    await asyncio.gather(*(one(i, delay=spread * i / n) for i in range(n)))
-    cpu = time.process_time() - cpu
-    await client.close()
+    """N streams through the bare SDK loop (`bench.sdk_loop`, a process of its own on the
+    app's core): its records, matched against the upstream's log like the app's."""
     await upstream_log(upstream_url)  # clear
-    return {"ttft_ms": ttft, "chunks": chunks, "cpu_s": cpu}
+    process = await asyncio.create_subprocess_exec(
+        PYTHON,
+        "-m",
+        "bench.sdk_loop",
+        "--base-url",
+        upstream_url + "/v1",
+        "--model",
+        model,
+        "--n",
+        str(n),
+        "--spread",
+        str(spread),
+        "--first-id",
+        str(first_id),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    pin(process.pid, APP_CPUS)
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError("the bare SDK loop failed")
+    result = json.loads(out)
+    records = [
+        ClientRecord(
+            stream_id=sid,
+            sent_at=record["sent_at"],
+            seen={int(seq): at for seq, at in record["seen"].items()},
+        )
+        for sid, record in result["streams"].items()
+    ]
+    figures = report.level_figures(records, await upstream_log(upstream_url))
+    return {
+        "figures": figures,
+        "ttft_ms": figures.ttft_ms,
+        "chunks": result["chunks"],
+        "cpu_s": result["cpu_s"],
+    }
 
 
 async def sdk_ttft(upstream_url: str, model: str, count: int, first_id: int) -> list[float]:
@@ -511,9 +531,12 @@ def summarise(
     app_us = report.ratio(app["cpu_s"] * 1e6, f.chunks_upstream)
     sdk_us = report.ratio(sdk["cpu_s"] * 1e6, sdk["chunks"]) if sdk else None
     total_writes = sum(app["writes"].values()) if app["writes"] else 0
+    sdk_f: report.LevelFigures | None = sdk.get("figures") if sdk else None
     return {
         "n": n,
         "rate": rate,
+        "sdk_lag_p99_ms": percentile(sdk_f.lag_ms, 99) if sdk_f else None,
+        "sdk_delivered_ratio": sdk_f.delivered_ratio if sdk_f else None,
         "ttft_app_p50_ms": percentile(f.ttft_ms, 50),
         "ttft_app_p95_ms": percentile(f.ttft_ms, 95),
         "ttft_sdk_p50_ms": percentile(sdk_ttft, 50),
@@ -666,12 +689,29 @@ def markdown(results: list[dict[str, Any]], machine: str) -> str:
         out.append(report.table(rows))
         out.append("")
         knee = report.knee(mode["levels"])
+        sdk_rows = [
+            {
+                "n": r["n"],
+                "lag_p99_ms": r["sdk_lag_p99_ms"],
+                "delivered_ratio": r["sdk_delivered_ratio"],
+            }
+            for r in mode["levels"]
+            if r.get("sdk_floor_n") == r["n"]
+        ]
+        sdk_knee = report.knee(sdk_rows)
+        at50: dict[str, Any] = next((r for r in mode["levels"] if r["n"] == 50), {})
         stop = mode["stop"] or {}
         memory = mode["memory"] or {}
         fast = mode["fast"] or {}
         out.append(
-            "- Knee at 30 chunks/s (complete delivery, p99 lag < 250 ms): "
-            + (str(knee) if knee is not None else "none")
+            "- Knee at 30 chunks/s (the largest N with complete delivery, p99 lag < 250 ms): "
+            f"app {knee if knee is not None else 'none'}, bare SDK loop "
+            f"{sdk_knee if sdk_knee is not None else 'none'} "
+            f"(app/SDK {report.fmt(report.ratio(knee, sdk_knee), 2)})"
+        )
+        out.append(
+            f"- At N=50: CPU per upstream chunk app/SDK {report.fmt(at50.get('cpu_ratio'), 2)}; "
+            f"time to first token p95 app minus SDK {report.fmt(at50.get('ttft_added_p95_ms'))} ms"
         )
         out.append(
             f"- Fast model: {report.fmt(fast.get('rate_achieved'), 0)} of 500 chunks/s "
@@ -759,28 +799,33 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     models = [f"bench-30x{args.chunks}", "bench-500x1500", "bench-30x600", TTFT_MODEL]
     sdk_floor: dict[Any, dict[str, Any]] = {}
     results = []
-    with (
-        tempfile.TemporaryDirectory(prefix="chatsite-bench-") as tmp,
-        upstream_server(models) as upstream_url,
-    ):
-        workdir = Path(tmp)
-        for mode in args.modes.split(","):
-            common = {
-                "upstream_url": upstream_url,
-                "levels": levels,
-                "chunks": args.chunks,
-                "spread": args.spread,
-                "sdk_floor": sdk_floor,
-                "memory_sockets": args.memory_sockets,
-                "stop_answers": args.stop_answers,
-                "ttft_answers": args.ttft_answers,
-                "workdir": workdir,
-            }
-            if mode == "redis":
-                with redis_server(workdir) as redis_url:
-                    results.append(await run_mode(mode, redis_url=redis_url, **common))
-            else:
-                results.append(await run_mode(mode, **common))
+    affinity = os.sched_getaffinity(0)
+    pin(0, LOAD_CPUS)  # this process and the upstream it starts: the load
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="chatsite-bench-") as tmp,
+            upstream_server(models) as upstream_url,
+        ):
+            workdir = Path(tmp)
+            for mode in args.modes.split(","):
+                common = {
+                    "upstream_url": upstream_url,
+                    "levels": levels,
+                    "chunks": args.chunks,
+                    "spread": args.spread,
+                    "sdk_floor": sdk_floor,
+                    "memory_sockets": args.memory_sockets,
+                    "stop_answers": args.stop_answers,
+                    "ttft_answers": args.ttft_answers,
+                    "workdir": workdir,
+                }
+                if mode == "redis":
+                    with redis_server(workdir) as redis_url:
+                        results.append(await run_mode(mode, redis_url=redis_url, **common))
+                else:
+                    results.append(await run_mode(mode, **common))
+    finally:
+        pin(0, affinity)  # the benchmark may run inside a test process
     return results
 
 

@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.utils.html import escape
 
 from .models import Conversation
-from .rendering import plain_text, render, render_tail
+from .rendering import plain_text, render
 from .selectors import MessageView
 
 PAGE = "conversations/conversation.html"
@@ -47,18 +47,22 @@ def message_list_html(messages: list[MessageView]) -> str:
     return render_to_string(f"{PAGE}#message_list", {"messages": messages})
 
 
-def answer_growth_html(message_id: int, finished: str, tail: str) -> str:
-    """A streaming answer's frame: finished blocks appended once, the growing one replaced.
+def answer_growth_html(message_id: int, finished: str, tail_html: str, *, whole: bool) -> str:
+    """A streaming answer's frame: finished blocks appended once, then the growing block:
+    its whole content (`whole`, a new block), or the swaps that add to it (GrowingBlock).
 
-    Its size and cost depend on the new block and the growing one, never on the answer.
+    Its size and cost depend on the new text, never on the answer or the block.
     """
     html = ""
     if finished:
         blocks = render(finished)
         html += f'<div hx-swap-oob="beforeend:#message-{message_id}-blocks">{blocks}</div>'
         html += announce_html(plain_text(blocks))
-    tail_html = render_tail(tail)
-    return html + f'<div id="message-{message_id}-tail" hx-swap-oob="innerHTML">{tail_html}</div>'
+    if whole:
+        return (
+            html + f'<div id="message-{message_id}-tail" hx-swap-oob="innerHTML">{tail_html}</div>'
+        )
+    return html + tail_html
 
 
 def announce_html(text: str) -> str:

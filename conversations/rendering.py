@@ -16,9 +16,9 @@ depends on the size of that block, never on the length of the answer.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from html import escape
+from html import escape, unescape
 from typing import Any
 
 import nh3
@@ -199,9 +199,15 @@ def render_tail(text: str) -> str:
     return render(text)
 
 
+_TAG = re.compile(r"<[^>]*>")
+_BLOCK_TAG = re.compile(r"</?(?:p|li|h[1-6]|tr|td|th|div|pre|br|hr|ul|ol|table|blockquote)\b[^>]*>")
+
+
 def plain_text(html: str) -> str:
-    """The words of rendered HTML, for a screen reader's announcement."""
-    return " ".join(nh3.clean(html, tags=set()).split())
+    """The words of HTML this module rendered (well formed, cleaned), for a screen
+    reader's announcement: its tags dropped, its entities read (to be escaped where it
+    is put: announce_html)."""
+    return " ".join(unescape(_TAG.sub("", _BLOCK_TAG.sub(" ", html))).split())
 
 
 # --- streaming ---------------------------------------------------------------------------
@@ -224,6 +230,8 @@ class BlockSplitter:
     _scanned: int = 0
     _fence: str = ""
     _block_is_list: bool = False
+    _block_is_heading: bool = False
+    _block_is_quote: bool = False
     _block_started: bool = False
     _pending: int = -1  # a blank line's end, confirmed or dropped by the next line
     _boundary: int = 0
@@ -237,6 +245,7 @@ class BlockSplitter:
                 break
             self._line(window[self._scanned : end], end + 1)
             self._scanned = end + 1
+        self._partial_line(window[self._scanned :])
         cut = self._boundary
         if not cut:
             return "", window
@@ -257,6 +266,10 @@ class BlockSplitter:
         if not line.strip():
             if self._block_started:
                 self._pending = end
+            else:
+                # Between blocks (after a closing fence): the blank line goes with the
+                # finished text, so that the growing block starts with its own first line.
+                self._boundary = end
             return
         if self._pending >= 0:
             continues = line.startswith(("  ", "\t")) or (
@@ -265,15 +278,433 @@ class BlockSplitter:
             if not continues:
                 self._close_block(self._pending)
             self._pending = -1
+        elif self._block_started and self._begins_own_block(line):
+            # No blank line before it, but a block of its own: the one before is finished
+            # ("Here is the code:" then a fence, "Options:" then a list, a heading).
+            self._close_block(end - len(line) - 1)
         if not self._block_started:
             self._block_started = True
             self._block_is_list = bool(_LIST_ITEM.match(line))
+            self._block_is_heading = bool(_ATX.match(line))
+            self._block_is_quote = line.lstrip(" ").startswith(">")
         match = _FENCE_OPEN.match(line)
         if match:
             self._fence = match.group(1)
+
+    def _partial_line(self, line: str) -> None:
+        """The line still arriving, when its first characters already tell that it starts
+        a new block: the block before is finished now, not when the line ends (else the
+        growing block would show "- item" as part of the paragraph above it, or a whole
+        paragraph would be re-rendered with the heading before it in every frame)."""
+        if self._fence or not self._block_started or not line.strip():
+            return
+        if self._pending >= 0:
+            stripped = line.lstrip(" ")
+            indent = len(line) - len(stripped)
+            if self._block_is_list:
+                if indent >= 2 or line[0] == "\t" or stripped[0] in "-+*0123456789":
+                    return  # may continue the list: wait for the whole line
+            elif indent >= 4 or line[0] == "\t":
+                return  # indented: wait for the whole line
+            # After a blank line, anything else starts a block of its own.
+            self._close_block(self._pending)
+        elif len(line) >= 3 and self._begins_own_block(line):
+            self._close_block(len(self.window) - len(line))
+
+    def _begins_own_block(self, line: str) -> bool:
+        if self._block_is_heading:
+            return True  # a heading is one line
+        if self._block_is_list:
+            return bool(_ENDS_LIST.match(line))
+        if self._block_is_quote and line.lstrip(" ").startswith(">"):
+            return False
+        return bool(_INTERRUPTS_PARAGRAPH.match(line))
 
     def _close_block(self, at: int) -> None:
         self._boundary = at
         self._block_started = False
         self._block_is_list = False
+        self._block_is_heading = False
         self._pending = -1
+
+
+# --- the growing block, in frames that do not grow with it -----------------------------
+
+# Lines that begin a block of their own even right under a paragraph's line (CommonMark:
+# a bullet or "1." item with text, an ATX heading, a block quote, a fence).
+_INTERRUPTS_PARAGRAPH = re.compile(
+    r"^ {0,3}(?:(?:[-+*]|1[.)])[ \t]+\S|#{1,6}(?:[ \t]|$)|>|`{3,}|~{3,})"
+)
+_ENDS_LIST = re.compile(r"^(?:#{1,6}(?:[ \t]|$)|`{3,}|~{3,}|>)")  # at column 0
+_ATX = re.compile(r"^ {0,3}#{1,6}(?:[ \t]|$)")
+_TABLE_DELIMITER = re.compile(r"^ {0,3}\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
+_ITEM_START = re.compile(r"^( {0,3})(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)", re.MULTILINE)
+_OUTER_LIST = re.compile(r"^\s*(<(?:ul|ol)\b[^>]*>)\n?(.*)</(?:ul|ol)>\s*$", re.DOTALL)
+_SIMPLE_ITEM = re.compile(r"^ {0,3}(?:[-+*]|\d{1,9}[.)])[ \t]+([^\n]*)\n?$")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+_TBODY = re.compile(r"<tbody>\n?(.*)</tbody>", re.DOTALL)
+_PARAGRAPH_START = re.compile(r"^ {0,3}[^\s#>+*=_|`~\d-]")
+
+# A settled piece of a paragraph must end where nothing inline is open; an answer that
+# leaves something open for this long (a lone "*" used as a sign) is settled anyway, its
+# open markers closed, so that frames stay small.
+_FORCE_SETTLE = 1500
+
+
+# Characters without which CommonMark inline parsing (raw HTML, linkify and typographer
+# off) gives back the text itself, escaped: no parser and no cleaner for most pieces.
+_INLINE_SYNTAX = re.compile(r"[\\`*_\[\]<>&~!]|  \n")
+
+
+def _inline(text: str) -> str:
+    """A piece of a paragraph, inline markup only (no line of it can start a block)."""
+    if not text:
+        return ""
+    if not _INLINE_SYNTAX.search(text):
+        return escape(text, quote=False)
+    return sanitize(_MD.renderInline(text))
+
+
+@dataclass
+class _InlineScan:
+    """Which inline constructs are open at the end of a piece of paragraph text (code
+    spans, emphasis, link text and destination, autolinks), and the last place after a
+    space where none was. Fed each character once."""
+
+    code: int = 0  # the backtick run that opened a code span
+    stack: list[str] = field(default_factory=list)  # open emphasis runs
+    bracket_at: list[int] = field(default_factory=list)  # open "[", where
+    paren: int = 0  # depth inside a link destination "](…)"
+    paren_at: int = -1
+    angle_at: int = -1  # an open "<" that may be an autolink
+    balanced: int = 0  # a position (after whitespace) where nothing was open
+    scanned: int = 0
+
+    def open(self) -> bool:
+        return bool(self.code or self.stack or self.bracket_at or self.paren or self.angle_at >= 0)
+
+    def feed(self, text: str, end: int) -> None:
+        """Scan text[self.scanned:end]; `end` must leave the next character known."""
+        i = self.scanned
+        while i < end:
+            c = text[i]
+            if self.code:
+                if c == "`":
+                    run = _run(text, i, "`")
+                    if run == self.code:
+                        self.code = 0
+                    i += run
+                    continue
+                i += 1
+                continue
+            if c == "\\":
+                i += 2
+                continue
+            if c == "`":
+                run = _run(text, i, "`")
+                self.code = run
+                i += run
+                continue
+            if self.paren:
+                if c == "(":
+                    self.paren += 1
+                elif c == ")":
+                    self.paren -= 1
+                i += 1
+                continue
+            if self.angle_at >= 0:
+                if c == ">" or c.isspace():
+                    self.angle_at = -1
+                i += 1
+                continue
+            if c in "*_~":
+                run = _run(text, i, c)
+                before = text[i - 1] if i else " "
+                after = text[i + run] if i + run < len(text) else " "
+                if c == "~" and run != 2:
+                    i += run
+                    continue
+                if c == "_" and before.isalnum() and after.isalnum():
+                    i += run  # snake_case: not emphasis
+                    continue
+                token = text[i : i + min(run, 3)]
+                if not before.isspace() and self.stack and self.stack[-1][0] == c:
+                    self.stack.pop()
+                elif not after.isspace():
+                    self.stack.append(token)
+                i += run
+                continue
+            if c == "[":
+                self.bracket_at.append(i)
+            elif c == "]" and self.bracket_at:
+                start = self.bracket_at.pop()
+                if i + 1 < len(text) and text[i + 1] == "(":
+                    self.paren, self.paren_at = 1, start
+                    i += 2
+                    continue
+            elif c == "<" and i + 1 < len(text) and text[i + 1].isalpha():
+                self.angle_at = i
+            elif c.isspace() and not self.open():
+                self.balanced = i + 1
+            i += 1
+        self.scanned = max(self.scanned, i)
+
+
+def _run(text: str, i: int, c: str) -> int:
+    j = i
+    while j < len(text) and text[j] == c:
+        j += 1
+    return j - i
+
+
+def _closed_inline(text: str) -> str:
+    """The unfinished end of a paragraph as it should look now: emphasis and code spans
+    still open are closed, an unfinished link shows its text, a trailing marker waits."""
+    text = text.rstrip("*_~`\\[](")
+    if not text:
+        return ""
+    scan = _InlineScan()
+    scan.feed(text, len(text))
+    if scan.paren:
+        start = scan.paren_at
+        close = text.find("](", start)
+        text = text[:start] + text[start + 1 : close]  # the link's text, for now
+        scan = _InlineScan()
+        scan.feed(text, len(text))
+    for at in reversed(scan.bracket_at):
+        text = text[:at] + text[at + 1 :]
+    if scan.bracket_at:
+        scan = _InlineScan()
+        scan.feed(text, len(text))
+    if scan.code:
+        return text + "`" * scan.code
+    return text.rstrip() + "".join(reversed(scan.stack)) + text[len(text.rstrip()) :]
+
+
+def _closed_last_line(text: str) -> str:
+    """A block whose last line is unfinished, that line's open inline markup closed."""
+    start = text.rfind("\n") + 1
+    return text[:start] + _closed_inline(text[start:])
+
+
+def _kind_of(text: str) -> str:
+    """What kind of block a growing block's text is: "pending" while its first line
+    cannot tell yet."""
+    first_end = text.find("\n")
+    first = text if first_end < 0 else text[:first_end]
+    if not first.strip():
+        return "other" if text.strip() else "pending"
+    if _FENCE_START.match(text):
+        return "code"
+    if _FENCE_OPEN.match(first):
+        return "pending"  # the fence's first line is not complete yet
+    if _ITEM_START.match(first):
+        return "list"
+    if "|" in first:
+        if first_end < 0:
+            # "| name" is a table's header to come; "Use a | b" a paragraph (a table
+            # after all if a delimiter row follows: GrowingBlock checks).
+            return "pending" if first.lstrip().startswith("|") else "paragraph"
+        second_end = text.find("\n", first_end + 1)
+        if second_end < 0:
+            return "pending"
+        if _TABLE_DELIMITER.match(text[first_end + 1 : second_end]):
+            return "table"
+        return "paragraph"
+    if _PARAGRAPH_START.match(first) or (
+        first.lstrip()[:1].isdigit() and first_end < 0 and not re.match(r"^ {0,3}\d{1,9}$", first)
+    ):
+        return "paragraph"
+    if first_end < 0 and re.match(r"^ {0,3}[\d#>=_*+-]{0,9}$", first):
+        return "pending"  # "1", "#", "-": a list, a heading or a rule to come
+    return "other"
+
+
+@dataclass
+class GrowingBlock:
+    """The block still growing at the end of a streaming answer, sent so that a frame's
+    size follows the new text, not the block: what can no longer change (a paragraph's
+    text up to where nothing inline is open, a list's finished items, a table's finished
+    rows, a code block's finished lines) is sent once, inserted before a live element
+    that holds the unsettled end; each frame inserts a new live element and deletes the
+    old one (fresh ids: table rows cannot be swapped any other way through htmx).
+
+    Headings, quotes and other blocks are small or rare: they are re-rendered whole.
+    Whatever is shown meanwhile, the final frame renders the answer as a whole.
+    """
+
+    key: str  # the live elements' ids are f"{key}-{n}"
+    text: str = ""
+    kind: str = "pending"
+    _settled: int = 0
+    _parts: list[str] = field(default_factory=list)  # HTML of text[:_settled]
+    _head: str = ""  # a table's header lines; a code block's language
+    _open_tag: str = ""  # a list's <ul> or <ol start=…>
+    _scan: _InlineScan = field(default_factory=_InlineScan)
+    _count: int = 0
+    _checked_table: bool = False
+
+    @property
+    def live_id(self) -> str:
+        return f"{self.key}-{self._count}"
+
+    def restart(self, text: str) -> str:
+        """A new block: the whole content for the answer's tail element."""
+        self._count += 1
+        self._settled, self._parts, self._head, self._open_tag = 0, [], "", ""
+        self._scan, self._checked_table = _InlineScan(), False
+        self.text = text
+        self.kind = _kind_of(text)
+        self._start()
+        self._settle()
+        return self.html()
+
+    def grow(self, text: str) -> tuple[str, bool]:
+        """The same block, longer: (HTML, True) to replace the tail's content with, or
+        (out-of-band swaps, False) that add what settled and replace the live end."""
+        if not text.startswith(self.text) or self._kind_changes(text):
+            return self.restart(text), True
+        self.text = text
+        if self.kind in ("pending", "other"):
+            return self.html(), True
+        before = len(self._parts)
+        old = self.live_id
+        self._settle()
+        self._count += 1
+        settled = "".join(self._parts[before:])
+        live = self._live()
+        if self.kind == "table":
+            body = f"<tbody>{settled}</tbody>" if settled else ""
+            swap = f'<table hx-swap-oob="beforebegin:#{old}">{body}{live}</table>'
+        elif self.kind == "list":
+            swap = f'<ul hx-swap-oob="beforebegin:#{old}">{settled}{live}</ul>'
+        else:
+            swap = f'<div hx-swap-oob="beforebegin:#{old}">{settled}{live}</div>'
+        return swap + f'<i id="{old}" hx-swap-oob="delete"></i>', False
+
+    def html(self) -> str:
+        """The tail element's whole content as things stand (a snapshot, a restart)."""
+        if self.kind == "pending":
+            return ""  # a line that cannot tell yet what it starts ("1", "```py", "| na")
+        if self.kind == "other":
+            return render_tail(_closed_last_line(self.text))
+        settled = "".join(self._parts)
+        live = self._live()
+        if self.kind == "paragraph":
+            return f"<p>{settled}{live}</p>\n"
+        if self.kind == "code":
+            return _code_block(self._head, settled + live)
+        if self.kind == "list":
+            return f"{self._open_tag}{settled}{live}</{self._open_tag[1:3]}>\n"
+        table = render(self._head)  # <table><thead>…</thead></table>
+        body = f"<tbody>{settled}</tbody>" if settled else ""
+        return table.replace("</table>", f"{body}{live}</table>", 1)
+
+    # --- kinds --------------------------------------------------------------------------
+    def _kind_changes(self, text: str) -> bool:
+        if self.kind == "pending":
+            return _kind_of(text) != "pending"
+        if self.kind == "paragraph" and not self._checked_table:
+            # "Name | Age" then "--- | ---": a table after all, once its second line is in.
+            first_end = text.find("\n")
+            if first_end < 0:
+                return False
+            if "|" not in text[:first_end]:
+                self._checked_table = True
+                return False
+            if text.find("\n", first_end + 1) < 0:
+                return False
+            self._checked_table = True
+            return _kind_of(text) == "table"
+        return False
+
+    def _start(self) -> None:
+        if self.kind == "code":
+            fence = _FENCE_START.match(self.text)
+            assert fence is not None
+            self._head = _LANG.sub("", fence.group(2).strip().split(" ")[0])[:30]
+            self._settled = fence.end()
+        elif self.kind == "table":
+            second_end = self.text.find("\n", self.text.find("\n") + 1)
+            self._head = self.text[: second_end + 1]
+            self._settled = second_end + 1
+        elif self.kind == "list":
+            match = _ITEM_START.match(self.text)
+            assert match is not None
+            self._head = match.group(1)  # the list's indentation
+            first = _OUTER_LIST.match(render(self.text[: self.text.find("\n") + 1 or None]))
+            # <ul>, or <ol start=…>: numbering goes on from the first item's number.
+            self._open_tag = first.group(1) if first else "<ul>"
+
+    def _settle(self) -> None:
+        text = self.text
+        if self.kind == "paragraph":
+            # Scanned up to the last space: every marker before it has its next character.
+            # Never past a blank line: what follows it is another block, not yet known.
+            blank = _BLANK_LINE.search(text, self._settled)
+            limit = blank.start() + 1 if blank else len(text)
+            last_space = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit)) + 1
+            if last_space > self._scan.scanned:
+                self._scan.feed(text, last_space)
+            cut = self._scan.balanced
+            if cut > self._settled:
+                self._parts.append(_inline(text[self._settled : cut]))
+                self._settled = cut
+            elif len(text) - self._settled > _FORCE_SETTLE and last_space > self._settled:
+                # Something stays open too long: settle anyway, its markers closed.
+                self._parts.append(_inline(_closed_inline(text[self._settled : last_space])))
+                self._settled = last_space
+                self._scan = _InlineScan(balanced=last_space, scanned=last_space)
+        elif self.kind == "code":
+            cut = text.rfind("\n") + 1
+            if cut > self._settled:
+                self._parts.append(escape(text[self._settled : cut], quote=False))
+                self._settled = cut
+        elif self.kind == "list":
+            cut = self._settled
+            indent = len(self._head)
+            at = text.find("\n", self._settled)
+            while at >= 0:
+                match = _ITEM_START.match(text, at + 1)
+                if match and len(match.group(1)) <= indent + 1 and at + 1 > self._settled:
+                    cut = at + 1
+                at = text.find("\n", at + 1)
+            if cut > self._settled:
+                self._parts.append(self._items(text[self._settled : cut]))
+                self._settled = cut
+        elif self.kind == "table":
+            cut = text.rfind("\n") + 1
+            if cut > self._settled:
+                self._parts.append(self._rows(text[self._settled : cut]))
+                self._settled = cut
+
+    def _live(self) -> str:
+        rest = self.text[self._settled :]
+        live_id = self.live_id
+        if self.kind == "paragraph":
+            # After a blank line comes another block, not yet known: not shown here.
+            blank = _BLANK_LINE.search(self.text, max(0, self._settled - 1))
+            if blank:
+                rest = self.text[self._settled : max(self._settled, blank.start())]
+            return f'<span id="{live_id}">{_inline(_closed_inline(rest))}</span>'
+        if self.kind == "code":
+            if rest.strip() and set(rest.strip()) <= {"`", "~"}:
+                rest = ""  # the closing fence, arriving
+            return f'<span id="{live_id}">{escape(rest, quote=False)}</span>'
+        if self.kind == "list":
+            items = self._items(rest, live=True) if rest.strip() else "<li></li>"
+            return items.replace("<li>", f'<li id="{live_id}">', 1)
+        rows = self._rows(_closed_last_line(rest)) if rest.strip() else ""
+        return f'<tbody id="{live_id}">{rows}</tbody>'
+
+    def _items(self, text: str, *, live: bool = False) -> str:
+        simple = _SIMPLE_ITEM.match(text)
+        if simple is not None and not _INLINE_SYNTAX.search(simple.group(1)):
+            # "- a plain item" (most live items): its HTML without the parser.
+            return f"<li>{escape(simple.group(1).strip(), quote=False)}</li>\n"
+        match = _OUTER_LIST.match(render(_closed_last_line(text) if live else text))
+        return match.group(2) if match else f"<li>{_inline(_closed_inline(text.strip()))}</li>"
+
+    def _rows(self, text: str) -> str:
+        match = _TBODY.search(render(self._head + text))
+        return match.group(1) if match else ""

@@ -155,6 +155,18 @@ def message_checkpoint(
     return updated == 1
 
 
+def message_checkpoints(*, rows: Iterable[tuple[int, str, datetime | None]]) -> int:
+    """Checkpoints of several answers (id, text so far, first token's time) in one
+    transaction; how many were still streaming."""
+    saved = 0
+    with transaction.atomic():
+        for message_id, content, first_token_at in rows:
+            saved += message_checkpoint(
+                message_id=message_id, content=content, first_token_at=first_token_at
+            )
+    return saved
+
+
 def message_finalize(
     *,
     message_id: int,

@@ -8,6 +8,7 @@ understands. Raw upstream bodies are logged here (with the request id), never re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -17,6 +18,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 
+import aiohttp
 import httpx2
 import jiter
 import openai
@@ -72,19 +74,39 @@ def retry_delay(attempt: int, retry_after: float | None) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-@lru_cache(maxsize=16)
 def client_for(config: UpstreamConfig) -> AsyncOpenAI:
-    """One client (one connection pool) per configuration for the life of the process."""
+    """One client (one connection pool) per configuration for the life of the loop."""
+    return _client(config, asyncio.get_running_loop())
+
+
+def clients_forget() -> None:
+    """Drop every client (tests: each runs its own event loop)."""
+    _client.cache_clear()
+
+
+@lru_cache(maxsize=16)
+def _client(config: UpstreamConfig, loop: asyncio.AbstractEventLoop) -> AsyncOpenAI:
+    # aiohttp under the SDK: the SDK's request building, status errors and types stay,
+    # but a body read costs a fraction of httpx2/anyio's (no cancel scope per read),
+    # which is most of what a streaming chunk costs (README, Performance). Its session
+    # belongs to one event loop, hence the loop in the key.
+    timeout = httpx2.Timeout(
+        connect=config.connect_timeout,
+        read=config.idle_timeout,
+        write=config.connect_timeout,
+        pool=config.connect_timeout,
+    )
     return AsyncOpenAI(
         base_url=config.base_url,
         api_key=config.api_key,
         # Retries are the generation's business: it knows whether text has been shown.
         max_retries=0,
-        timeout=httpx2.Timeout(
-            connect=config.connect_timeout,
-            read=config.idle_timeout,
-            write=config.connect_timeout,
-            pool=config.connect_timeout,
+        timeout=timeout,
+        http_client=openai.DefaultAioHttpClient(
+            timeout=timeout,
+            # One connection per streaming answer: the pool must hold as many as run
+            # (aiohttp's own default is 100; None would fall back to it).
+            limits=httpx2.Limits(max_connections=100_000, max_keepalive_connections=100),
         ),
     )
 
@@ -202,19 +224,23 @@ def classify(exc: BaseException, *, request_id: str = "") -> UpstreamError:
         return UpstreamError(
             kind, status=status, request_id=rid, retry_after=_retry_after(exc.response.headers)
         )
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and not _caused_by(
+        exc, aiohttp.ClientConnectorError
+    ):
         log.warning("upstream timeout request_id=%s", request_id or "-")
         return UpstreamError(ErrorKind.TIMEOUT, request_id=request_id)
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, openai.APIConnectionError):  # APITimeoutError's parent
+        # (aiohttp's transport reports a refused connection as a connect timeout.)
         # Raised while the request is sent: no connection was made (refused, no route,
         # a name that does not resolve), which is not the same as losing one.
         log.warning("upstream unreachable request_id=%s: %r", request_id or "-", exc.__cause__)
         return UpstreamError(ErrorKind.UNREACHABLE, request_id=request_id)
-    # The body is read below the SDK: its transport errors arrive as httpx2's own.
-    if isinstance(exc, httpx2.TimeoutException):
+    # The body is read below the SDK: its transport errors arrive as aiohttp's or
+    # httpx2's own.
+    if isinstance(exc, (httpx2.TimeoutException, aiohttp.ServerTimeoutError, TimeoutError)):
         log.warning("upstream timeout mid-stream request_id=%s", request_id or "-")
         return UpstreamError(ErrorKind.TIMEOUT, request_id=request_id)
-    if isinstance(exc, httpx2.TransportError):
+    if isinstance(exc, (httpx2.TransportError, aiohttp.ClientError)):
         log.warning("upstream connection lost request_id=%s: %r", request_id or "-", exc)
         return UpstreamError(ErrorKind.CONNECTION, request_id=request_id)
     if isinstance(exc, openai.APIError):  # an error event inside the stream
@@ -224,11 +250,24 @@ def classify(exc: BaseException, *, request_id: str = "") -> UpstreamError:
     return UpstreamError(ErrorKind.PROTOCOL, request_id=request_id)
 
 
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 # What the SDK or the transport may raise while a call is in flight (CancelledError is
 # deliberately not here: a Stop must travel through untouched).
 UPSTREAM_EXCEPTIONS: tuple[type[BaseException], ...] = (
     openai.OpenAIError,
     httpx2.HTTPError,
+    aiohttp.ClientError,
+    TimeoutError,  # aiohttp's read timeout
     json.JSONDecodeError,
     ValueError,
 )
@@ -258,17 +297,38 @@ class ChatStream:
         gets everything that arrived meanwhile in one read: the transport's cost is per
         read, not per event, so pausing until the next frame is due is nearly free."""
         parser = SSEParser()
+        body = _raw_body(self._response.http_response)
+        chunks = self._response.http_response.aiter_bytes() if body is None else None
         try:
-            async for chunk in self._response.http_response.aiter_bytes():
+            while True:
+                if body is not None:
+                    chunk = await body.readany()
+                    if not chunk:
+                        return
+                else:
+                    assert chunks is not None
+                    chunk = await anext(chunks, b"")
+                    if not chunk:
+                        return
                 events: list[StreamEvent] = []
                 done = False
-                for data in parser.feed(chunk):
-                    if data.startswith(b"[DONE]"):
-                        done = True
-                        break
-                    events += _events(jiter.from_json(data))
+                try:
+                    for data in parser.feed(chunk):
+                        if data.startswith(b"[DONE]"):
+                            done = True
+                            break
+                        events += _events(jiter.from_json(data))
+                except UPSTREAM_EXCEPTIONS:
+                    # Text that came before the error in the same read is the answer's.
+                    if events:
+                        yield events
+                    raise
                 if events:
                     yield events
+                if parser.failed:  # as the SDK does with an error event
+                    raise openai.APIError(
+                        "error event in the stream", request=_NO_REQUEST, body=None
+                    )
                 if done:
                     return
         except UPSTREAM_EXCEPTIONS as exc:
@@ -279,15 +339,29 @@ class ChatStream:
         await self._manager.__aexit__(None, None, None)
 
 
+def _raw_body(response: httpx2.Response) -> aiohttp.StreamReader | None:
+    """The aiohttp body under the SDK's response, read straight: httpx2's iterators add
+    four async generators and a decoder per read. Not when the body is compressed (httpx2
+    decodes it) or the transport is another (tests/test_private_names.py pins the name)."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    raw = getattr(response.stream, "_aiohttp_response", None)
+    if encoding not in ("", "identity") or not isinstance(raw, aiohttp.ClientResponse):
+        return None
+    return raw.content
+
+
 class SSEParser:
     """Server-sent events from bytes split anywhere: feed() returns the data of each event
-    completed (its `data:` lines joined), in order. An `event: error` is raised as a stream
-    error, as the SDK does."""
+    completed (its `data:` lines joined), in order. An `event: error` ends the stream:
+    the data before it is returned, `failed` is set and nothing after it is read."""
 
     def __init__(self) -> None:
         self._buffer = b""
+        self.failed = False
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if self.failed:
+            return []
         buffer = self._buffer + chunk
         if b"\r" in buffer:
             # CR LF and lone CR end lines too; a CR last may be half of a CR LF.
@@ -299,7 +373,18 @@ class SSEParser:
             self._buffer = buffer
             return []
         *events, self._buffer = buffer.split(b"\n\n")
-        return [data for event in events if (data := _event_data(event)) is not None]
+        out = []
+        for event in events:
+            data = _event_data(event)
+            if data is ERROR_EVENT:
+                self.failed = True
+                break
+            if data is not None:
+                out.append(data)
+        return out
+
+
+ERROR_EVENT = b"event: error"  # compared by identity, never as data
 
 
 def _event_data(event: bytes) -> bytes | None:
@@ -317,7 +402,7 @@ def _event_data(event: bytes) -> bytes | None:
     if not data:
         return None  # a comment or a keep-alive
     if name == b"error":
-        raise openai.APIError("error event in the stream", request=_NO_REQUEST, body=None)
+        return ERROR_EVENT
     return b"\n".join(data)
 
 

@@ -59,14 +59,14 @@ def fake(fake_server: FakeUpstream, settings: Any) -> Iterator[FakeUpstream]:
 def _fresh_process_state() -> Iterator[None]:
     # Each test runs its own event loop: loop-bound objects must not leak between tests.
     channel_layers.backends.clear()
-    upstream.client_for.cache_clear()
+    upstream.clients_forget()
     throttle_forget()  # user ids are reused between tests
     # Rules rolled back with a test's transaction send no signal: forget them.
     screening.rules_forget()
     yield
     channel_layers.backends.clear()
     screening.rules_forget()
-    upstream.client_for.cache_clear()
+    upstream.clients_forget()
 
 
 @pytest.fixture

@@ -84,7 +84,7 @@ class LiveSite:
             [
                 *python,
                 "-m",
-                "daphne",
+                "chatsite.serve",
                 "-b",
                 "127.0.0.1",
                 "-p",

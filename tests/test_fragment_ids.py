@@ -11,6 +11,7 @@ from django.test import Client
 
 from conversations import fragments, selectors, services, turn_services
 from conversations.models import Conversation, Message
+from conversations.rendering import GrowingBlock
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -43,11 +44,21 @@ def test_the_growing_answer_frame_writes_only_to_ids_the_page_has(
 ) -> None:
     client, conversation, answer = streaming
     page = ids(client.get(f"/conversations/{conversation.public_id}/").content.decode())
-    growth = fragments.answer_growth_html(answer.pk, "A finished paragraph.\n\n", "growing")
+    growing = GrowingBlock(key=f"message-{answer.pk}-live")
+    growth = fragments.answer_growth_html(
+        answer.pk, "A finished paragraph.\n\n", growing.restart("growing "), whole=True
+    )
+    # The next frame inserts before the live element the first one made, and deletes it.
+    tail_html, whole = growing.grow("growing more")
+    assert not whole
+    more = fragments.answer_growth_html(answer.pk, "", tail_html, whole=False)
     note = fragments.message_note_html(answer.pk, "Retrying in 2 s")
-    written = targets(growth) | targets(note)
+    live = f"message-{answer.pk}-live-1"  # made by the frame itself, inside the tail
+    written = (targets(growth) | targets(note)) - {live}
     assert {f"message-{answer.pk}-blocks", f"message-{answer.pk}-tail"} <= written
     assert written - {"announcer"} <= page
+    assert set(TARGET.findall(more)) == {live}
+    assert live in ids(growth)
     assert "announcer" in page  # the live region finished blocks are announced in
 
 

@@ -70,7 +70,29 @@ def test_the_twisted_reactor_internals_lifecycle_uses_still_exist() -> None:
         loop.close()
 
 
-@pytest.mark.parametrize("package", ["channels", "channels-redis", "twisted", "daphne"])
+def test_the_channels_dispatch_we_replace_still_has_the_same_shape() -> None:
+    # conversations/consumers.py's DirectDispatch repeats AsyncConsumer.dispatch without
+    # its per-message database hop: the handler lookup must still be this function.
+    from channels import consumer
+
+    assert consumer.get_handler_name({"type": "chat.frame"}) == "chat_frame"
+    source = inspect.getsource(consumer.AsyncConsumer.dispatch)
+    assert "get_handler_name(message)" in source
+    assert "aclose_old_connections" in source  # the hop DirectDispatch leaves out
+
+
+async def test_the_sdk_aiohttp_response_body_upstream_reads_still_exists() -> None:
+    # conversations/upstream.py reads the body straight from the aiohttp response under
+    # the SDK's httpx2 response (`_aiohttp_response`); if it moved, reads fall back to
+    # httpx2's iterator, slower but correct, and this test says so.
+    import aiohttp
+    from openai._vendor.httpx_aiohttp.transport import AiohttpResponseStream
+
+    assert "_aiohttp_response" in inspect.getsource(AiohttpResponseStream.__init__)
+    assert callable(aiohttp.StreamReader.readany)
+
+
+@pytest.mark.parametrize("package", ["channels", "channels-redis", "twisted", "daphne", "openai"])
 def test_libraries_whose_internals_we_use_have_an_upper_bound(package: str) -> None:
     from pathlib import Path
 

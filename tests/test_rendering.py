@@ -186,12 +186,22 @@ def test_block_splitter_loses_nothing_and_keeps_fences_and_lists_whole(step: int
         "- a\n- b\n\n- c\n  continued\n\n",
         "Next para.\n\n",
         "```py\nx = 1\n\n\ny = 2\n```\n",
+        "after the fence\n\n",
     ]
     assert "".join(finished) == "".join(expected)
-    if step < 20:  # fed in small pieces, each block is finished on its own
-        assert finished == expected
-    # A blank line is only an end once the next line shows it does not continue the block.
-    assert tail == "after the fence\n\nlast words"
+    # Each finished piece ends where a block ends (one feed may finish two blocks).
+    ends = {len("".join(expected[: i + 1])) for i in range(len(expected))}
+    assert {len("".join(finished[: i + 1])) for i in range(len(finished))} <= ends
+    # A blank line is only an end once the next line's first characters show that it does
+    # not continue the block (here: "las", not indented, no list around).
+    assert tail == "last words"
+
+
+def test_a_blank_line_in_a_list_waits_for_the_next_line_to_tell() -> None:
+    splitter = BlockSplitter()
+    assert splitter.feed("- a\n\n- b") == ("", "- a\n\n- b")  # the list goes on
+    assert splitter.feed("\n\n  b continued") == ("", "- a\n\n- b\n\n  b continued")
+    assert splitter.feed("\n\nAfter") == ("- a\n\n- b\n\n  b continued\n\n", "After")
 
 
 def test_block_splitter_keeps_only_the_growing_block() -> None:
@@ -201,3 +211,11 @@ def test_block_splitter_keeps_only_the_growing_block() -> None:
     assert splitter.window == "Paragraph 1999 has a few words.\n\n"
     splitter.feed("growing\n")
     assert splitter.window == "growing\n"
+
+
+def test_announced_words_are_escaped_once() -> None:
+    from conversations.fragments import announce_html
+
+    words = plain_text(render("Is a < b & c? **Yes**."))
+    assert words == "Is a < b & c? Yes."
+    assert "a &lt; b &amp; c?" in announce_html(words)

@@ -99,8 +99,9 @@ async def test_every_tab_sees_the_stream_and_any_tab_can_stop_it(fake: FakeUpstr
     _, tab_a = await open_socket(conversation, user)
     _, tab_b = await open_socket(conversation, user)
     await tab_a.send_json({"action": "send", "message": "both of you watch"})
-    await tab_a.receive_until(is_growth)
-    await tab_b.receive_until(is_growth)
+    # Text from the upstream, not only the answer's announcement: the stream is open.
+    await tab_a.receive_until(lambda f: is_growth(f) and "s0" in f)
+    await tab_b.receive_until(lambda f: is_growth(f) and "s0" in f)
 
     await tab_b.send_json({"action": "send", "message": "me too"})
     refusal = await tab_b.receive_until(lambda f: "feedback error" in f)
@@ -227,3 +228,37 @@ async def test_twenty_answers_at_once_on_sqlite_all_end_without_locking_errors(
     assert "database is locked" not in caplog.text
     for socket in sockets:
         await socket.close()
+
+
+async def test_the_checkpoints_of_all_running_answers_are_saved_in_one_trip(
+    fake: FakeUpstream, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conversations import services
+    from conversations.streaming import checkpoints
+
+    settings.CHATSITE_CHECKPOINT_INTERVAL = 3600  # only the explicit writes below
+    trips: list[int] = []
+    batch = services.message_checkpoints
+
+    def counted(*, rows: Any) -> int:
+        rows = list(rows)
+        trips.append(len(rows))
+        return batch(rows=rows)
+
+    monkeypatch.setattr(services, "message_checkpoints", counted)
+    conversations = []
+    for i in range(3):
+        fake.enqueue(Stream([f"a{i}-{n} " for n in range(400)], interval=0.01))
+        user = await sync_to_async(make_user)(f"writer{i}")
+        conversation = await conversation_for(user)
+        _, socket = await open_socket(conversation, user)
+        await socket.send_json({"action": "send", "message": f"answer {i}"})
+        await socket.receive_until(lambda f, i=i: f"a{i}-3" in f)
+        conversations.append(conversation)
+
+    assert await checkpoints.checkpoints_write() == 3
+    assert trips == [3]  # three answers, one trip to the database thread
+    for i, conversation in enumerate(conversations):
+        saved = await answer(conversation)
+        assert saved.status == "streaming"
+        assert saved.content.startswith(f"a{i}-0 a{i}-1 a{i}-2 a{i}-3 ")

@@ -24,7 +24,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +38,7 @@ from moderation import services as moderation_services
 
 from .. import fragments, selectors, services, upstream
 from ..models import Conversation, Message
-from ..rendering import BlockSplitter
+from ..rendering import BlockSplitter, GrowingBlock
 from ..selectors import MessageView, Versions
 from . import frames
 from .moderating import AnswerModeration, QuestionBlocked
@@ -102,6 +102,7 @@ class Generation:
     seq: int = 0
     _sealed: list[str] = field(default_factory=list)  # finished blocks, as sent
     _splitter: BlockSplitter = field(default_factory=BlockSplitter)
+    _growing: GrowingBlock = field(init=False)  # how the growing block is on the pages
     _pending: list[str] = field(default_factory=list)  # received, not yet sent
     _length: int = 0
     _received_text: bool = False
@@ -109,8 +110,7 @@ class Generation:
     _stop_requested: bool = False
     _closing: bool = False
     _reader: asyncio.Task[None] | None = None
-    _checkpoint: asyncio.Task[Any] | None = None
-    _last_checkpoint: float = 0.0
+    _checkpointed: int = 0  # the text's length at the last checkpoint
     _prompt_chars: int = 0
     moderation: AnswerModeration = field(init=False)
     prefix_split: tuple[str, str] = field(init=False)
@@ -121,11 +121,13 @@ class Generation:
         # Continue: the kept text as the pages are told of it, cut the way this
         # generation's frames will go on from (finished blocks, the growing one).
         self.prefix_split = ("", "")
+        self._growing = GrowingBlock(key=f"message-{self.answer.pk}-live")
         if self.prefix:
             finished, _ = self._splitter.feed(self.prefix)
             self._sealed.append(finished)
-            self._length = len(self.prefix)
+            self._length = self._checkpointed = len(self.prefix)
             self.prefix_split = (finished, self._splitter.window)
+            self._growing.restart(self._splitter.window)
         self.first_token_at = self.answer.first_token_at
         if self.versions is None:
             self.versions = Versions.of(self.answer.pk, [self.answer.pk])
@@ -308,7 +310,16 @@ class Generation:
 
     def _view(self, message: Message, split: tuple[str, str] | None = None) -> MessageView:
         assert self.versions is not None  # set in __post_init__
-        return MessageView(message, self.versions, split)
+        if split is None:
+            return MessageView(message, self.versions)
+        # The growing block as the frames left it: the next frame inserts before its live
+        # element and deletes that.
+        return MessageView(message, self.versions, split, tail_html=self._growing.html())
+
+    def announced_view(self, view: MessageView) -> MessageView:
+        """An answer being continued, as every page is told of it: cut where this
+        generation's frames go on from."""
+        return replace(view, split=self.prefix_split, tail_html=self._growing.html())
 
     # --- frames and checkpoints -----------------------------------------------------------
     async def _publish(self, html: str, *, final: bool = False) -> None:
@@ -328,7 +339,6 @@ class Generation:
                 return
             self._dirty.clear()
             await self._publish_delta()
-            self._maybe_checkpoint()
             await asyncio.sleep(frame_interval())
 
     async def _publish_delta(self) -> None:
@@ -339,26 +349,23 @@ class Generation:
         finished, tail = self._splitter.feed(delta)
         if finished:
             self._sealed.append(finished)
+            tail_html, whole = self._growing.restart(tail), True
+        else:
+            tail_html, whole = self._growing.grow(tail)
         self.moderation.due.set()
-        html = fragments.answer_growth_html(self.answer.pk, finished, tail)
+        html = fragments.answer_growth_html(self.answer.pk, finished, tail_html, whole=whole)
         if self.note:  # text is flowing again: the retry notice has done its job
             self.note = ""
             html += fragments.message_note_html(self.answer.pk, "")
         await self._publish(html)
 
-    def _maybe_checkpoint(self) -> None:
-        now = time.monotonic()
-        if now - self._last_checkpoint < settings.CHATSITE_CHECKPOINT_INTERVAL:
-            return
-        if self._checkpoint is not None and not self._checkpoint.done():
-            return  # one write in flight at a time; the next flush tries again
-        self._last_checkpoint = now
-        self._checkpoint = asyncio.create_task(
-            database_sync_to_async(services.message_checkpoint)(
-                message_id=self.answer.pk, content=self.text, first_token_at=self.first_token_at
-            )
-        )
-        self._checkpoint.add_done_callback(_supervised)
+    def checkpoint_due(self) -> bool:
+        """Text arrived since the last checkpoint (checkpoints.py writes them)."""
+        return self._length != self._checkpointed
+
+    def checkpoint_row(self) -> tuple[int, str, datetime | None]:
+        self._checkpointed = self._length
+        return self.answer.pk, self.text, self.first_token_at
 
     # --- the end --------------------------------------------------------------------------
     async def _finish(self, outcome: Outcome, helpers: list[asyncio.Task[Any]]) -> None:
@@ -369,8 +376,10 @@ class Generation:
         # Bounded: a library that swallows a cancellation (seen with the Redis client)
         # must not keep the answer from being saved.
         await asyncio.wait(helpers, timeout=2.0)
-        if self._checkpoint is not None:
-            await asyncio.wait([self._checkpoint], timeout=5.0)
+        if self._pending and self.moderation.verdict is None:
+            # The last words go out now, as any others would have: the final frame waits
+            # for screening and the save, hundreds of milliseconds under load.
+            await self._publish_delta()
         if outcome.status != Message.Status.ERROR:
             await self.moderation.rest(self.text)
         stopped_by = self.moderation.verdict

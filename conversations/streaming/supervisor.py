@@ -15,6 +15,7 @@ from django.conf import settings
 from .. import fragments, selectors, services
 from ..models import Message
 from . import broadcast, frames
+from .checkpoints import checkpoints_stop
 from .generation import RUNNING
 
 log = logging.getLogger(__name__)
@@ -76,4 +77,5 @@ async def shutdown(grace: float = 10.0) -> int:
         await asyncio.wait(tasks, timeout=grace)
     if _supervisor is not None:
         _supervisor.cancel()
+    checkpoints_stop()
     return len(tasks)

@@ -8,7 +8,7 @@ answer's generation, and announces the new state to every tab of the conversatio
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -17,8 +17,9 @@ from chatsite.types import Account
 
 from .. import catalog, fragments, selectors, services, turn_services, upstream
 from ..models import Conversation, Message
-from ..selectors import MessageView
+from ..selectors import MessageView, Versions
 from . import broadcast, frames
+from .checkpoints import checkpoints_ensure
 from .generation import Generation
 from .supervisor import supervisor_ensure
 from .titles import title_start
@@ -35,13 +36,21 @@ class _Prepared:
     question: MessageView | None = None
 
 
-def _prepare(answer: Message, question: Message | None = None) -> _Prepared:
+def _prepare(
+    answer: Message, question: Message | None = None, *, new_leaves: bool = False
+) -> _Prepared:
     # In the same trip to the database thread as the write that made the answer: each
     # trip is time the reader waits for the first token.
+    def view(message: Message) -> MessageView:
+        if new_leaves:
+            # A message sent after the leaf, and its answer: no other versions, no verdict.
+            return MessageView(message, Versions.of(message.pk, [message.pk]))
+        return selectors.message_view(message=message)
+
     return _Prepared(
-        answer=selectors.message_view(message=answer),
+        answer=view(answer),
         history=selectors.message_history_for_upstream(answer_id=answer.pk),
-        question=selectors.message_view(message=question) if question is not None else None,
+        question=view(question) if question is not None else None,
     )
 
 
@@ -78,6 +87,7 @@ async def _launch(
     )
     generation.start()
     supervisor_ensure()
+    checkpoints_ensure()
     try:
         html = await database_sync_to_async(announce)(generation)
         frame = frames.answer_frame(
@@ -132,7 +142,9 @@ async def turn_send(
             client_key=client_key,
             edit_of=edit_of,
         )
-        return turn, _prepare(turn.answer, turn.user_message) if turn.created else None
+        if not turn.created:
+            return turn, None
+        return turn, _prepare(turn.answer, turn.user_message, new_leaves=edit_of is None)
 
     turn, prepared = await database_sync_to_async(start)()
     if prepared is None:
@@ -173,7 +185,7 @@ async def conversation_start(
             text=text,
             generation_channel=channel,
         )
-        return turn, _prepare(turn.answer, turn.user_message)
+        return turn, _prepare(turn.answer, turn.user_message, new_leaves=True)
 
     turn, prepared = await database_sync_to_async(start)()
     await _launch(
@@ -242,7 +254,7 @@ async def turn_continue(
     def reopened(generation: Generation) -> str:
         # Cut where the generation cuts its text: its first frame appends to these blocks
         # and replaces this tail. Announced whole, the unfinished paragraph showed twice.
-        return fragments.message_html(replace(prepared.answer, split=generation.prefix_split))
+        return fragments.message_html(generation.announced_view(prepared.answer))
 
     await _launch(
         conversation=conversation,

@@ -24,6 +24,16 @@ def answer_parts(item: MessageView) -> tuple[str, str]:
 
 
 @register.filter
+def answer_tail(item: MessageView) -> SafeString:
+    """The growing block of a streaming answer, as its generation shows it (the frames
+    that follow add to exactly this), else the tail's text rendered."""
+    if item.tail_html is not None:
+        # Safe: GrowingBlock's HTML is nh3-cleaned pieces inside its own markup.
+        return mark_safe(item.tail_html)  # noqa: S308
+    return markdown(answer_parts(item)[1])
+
+
+@register.filter
 def sidebar_sections(conversations: Any) -> list[tuple[str, list[Any]]]:
     return _sidebar_sections(conversations)
 

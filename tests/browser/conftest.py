@@ -70,6 +70,9 @@ def page(browser: Browser, request: Any) -> Iterator[Page]:
     context.close()
 
 
+SETTLED = "() => !document.querySelector('.htmx-added, .htmx-settling, .htmx-swapping')"
+
+
 def sign_up(page: Page, base: str, username: str = "ada") -> None:
     page.goto(f"{base}/accounts/signup/")
     page.fill("#id_username", username)
@@ -88,3 +91,6 @@ def ask(page: Page, base: str, text: str) -> None:
     expect(
         page.locator('#messages [data-role="assistant"][data-status="complete"]').last
     ).to_be_visible()
+    # A short answer can be complete in the very page htmx swaps in: typing before htmx
+    # has settled that page (and bound its inputs, ~20 ms) would type into the void.
+    page.wait_for_function(SETTLED)
