@@ -100,7 +100,7 @@ def frames_of(text: str, frame_chars: int) -> list[tuple[int, str, float]]:
             tail_html, whole = growing.restart(tail), True
         else:
             tail_html, whole = growing.grow(tail)
-        html = fragments.answer_growth_html(1, finished, tail_html, whole=whole)
+        html = fragments.answer_growth_html(1, render(finished), tail_html, whole=whole)
         out.append((start + len(delta), html, time.perf_counter() - t0))
     return out
 

@@ -290,6 +290,8 @@ OPENAI_MODEL = os.environ.get(
 # first answer); empty: the conversation's own model.
 CHATSITE_TITLE_MODEL = os.environ.get("CHATSITE_TITLE_MODEL", "")
 CHATSITE_TITLE_TIMEOUT = env_float("CHATSITE_TITLE_TIMEOUT", 15.0)
+# Titles wait while this many answers (or more) stream in the process.
+CHATSITE_TITLE_BUSY_ANSWERS = env_int("CHATSITE_TITLE_BUSY_ANSWERS", 20)
 # The models users may pick (comma-separated); empty: whatever the upstream lists.
 CHATSITE_MODELS = env_list("CHATSITE_MODELS", "")
 CHATSITE_MODELS_CACHE_SECONDS = env_float("CHATSITE_MODELS_CACHE_SECONDS", 300.0)
@@ -341,10 +343,15 @@ CHATSITE_DEMO_MODELS = {"chatsite-demo": 1.0, "chatsite-demo-fast": 4.0}
 # --- Streaming --------------------------------------------------------------------------
 CHATSITE_FRAME_INTERVAL = env_float("CHATSITE_FRAME_INTERVAL", 0.05)  # seconds between frames
 # Under load frames get coarser, up to this interval: one frame per 50 ms per answer while
-# fewer than CHATSITE_FRAME_FULL_RATE_ANSWERS answers stream in this process, then longer.
+# fewer than CHATSITE_FRAME_FULL_RATE_ANSWERS answers stream in this process, then longer
+# (a frame costs about the same whatever it carries: at 50 answers, 100 ms halves the
+# frames a process sends and keeps the p99 lag near 100 ms; README, Performance).
 CHATSITE_FRAME_INTERVAL_MAX = env_float("CHATSITE_FRAME_INTERVAL_MAX", 0.15)
-CHATSITE_FRAME_FULL_RATE_ANSWERS = env_int("CHATSITE_FRAME_FULL_RATE_ANSWERS", 50)
+CHATSITE_FRAME_FULL_RATE_ANSWERS = env_int("CHATSITE_FRAME_FULL_RATE_ANSWERS", 25)
 CHATSITE_CHECKPOINT_INTERVAL = env_float("CHATSITE_CHECKPOINT_INTERVAL", 1.0)  # seconds
+# From this many answers in one process checkpoints get rarer, up to this interval.
+CHATSITE_CHECKPOINT_FULL_RATE_ANSWERS = env_int("CHATSITE_CHECKPOINT_FULL_RATE_ANSWERS", 50)
+CHATSITE_CHECKPOINT_INTERVAL_MAX = env_float("CHATSITE_CHECKPOINT_INTERVAL_MAX", 4.0)
 CHATSITE_MAX_MESSAGE_CHARS = env_int("CHATSITE_MAX_MESSAGE_CHARS", 32_000)
 CHATSITE_MAX_FRAME_BYTES = env_int("CHATSITE_MAX_FRAME_BYTES", 256_000)
 CHATSITE_UPSTREAM_CONNECT_TIMEOUT = env_float("CHATSITE_UPSTREAM_CONNECT_TIMEOUT", 10.0)

@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.utils.html import escape
 
 from .models import Conversation
-from .rendering import plain_text, render
+from .rendering import plain_text
 from .selectors import MessageView
 
 PAGE = "conversations/conversation.html"
@@ -47,17 +47,16 @@ def message_list_html(messages: list[MessageView]) -> str:
     return render_to_string(f"{PAGE}#message_list", {"messages": messages})
 
 
-def answer_growth_html(message_id: int, finished: str, tail_html: str, *, whole: bool) -> str:
+def answer_growth_html(message_id: int, finished_html: str, tail_html: str, *, whole: bool) -> str:
     """A streaming answer's frame: finished blocks appended once, then the growing block:
     its whole content (`whole`, a new block), or the swaps that add to it (GrowingBlock).
 
     Its size and cost depend on the new text, never on the answer or the block.
     """
     html = ""
-    if finished:
-        blocks = render(finished)
-        html += f'<div hx-swap-oob="beforeend:#message-{message_id}-blocks">{blocks}</div>'
-        html += announce_html(plain_text(blocks))
+    if finished_html:  # rendering.render() of the finished blocks
+        html += f'<div hx-swap-oob="beforeend:#message-{message_id}-blocks">{finished_html}</div>'
+        html += announce_html(plain_text(finished_html))
     if whole:
         return (
             html + f'<div id="message-{message_id}-tail" hx-swap-oob="innerHTML">{tail_html}</div>'

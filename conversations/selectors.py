@@ -178,11 +178,13 @@ class MessageView:
     feedback: AnswerFeedback | None = None  # the owner's verdict on an answer
     # The growing block's HTML as a running generation shows it (safe: rendering.py's).
     tail_html: str | None = None
+    # A finished answer's text as HTML, when its generation has it rendered already.
+    body_html: str | None = None
 
     def with_message(self, message: Message) -> MessageView:
         """The same place among versions for a newer state of the row (versions cannot
         change while an answer streams)."""
-        return replace(self, message=message, split=None, tail_html=None)
+        return replace(self, message=message, split=None, tail_html=None, body_html=None)
 
 
 def message_list(*, conversation: Conversation) -> list[MessageView]:

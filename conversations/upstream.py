@@ -15,7 +15,6 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
@@ -76,20 +75,33 @@ def retry_delay(attempt: int, retry_after: float | None) -> float:
 
 def client_for(config: UpstreamConfig) -> AsyncOpenAI:
     """One client (one connection pool) per configuration for the life of the loop."""
-    return _client(config, asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    client = _CLIENTS.get((config, loop))
+    if client is None:
+        client = _CLIENTS[(config, loop)] = _client(config)
+    return client
 
 
 def clients_forget() -> None:
     """Drop every client (tests: each runs its own event loop)."""
-    _client.cache_clear()
+    _CLIENTS.clear()
 
 
-@lru_cache(maxsize=16)
-def _client(config: UpstreamConfig, loop: asyncio.AbstractEventLoop) -> AsyncOpenAI:
+async def clients_close() -> None:
+    """Close this loop's clients and their connections (a graceful shutdown)."""
+    loop = asyncio.get_running_loop()
+    for key in [key for key in _CLIENTS if key[1] is loop]:
+        await _CLIENTS.pop(key).close()
+
+
+# Clients by configuration and event loop: aiohttp's session belongs to one loop.
+_CLIENTS: dict[tuple[UpstreamConfig, asyncio.AbstractEventLoop], AsyncOpenAI] = {}
+
+
+def _client(config: UpstreamConfig) -> AsyncOpenAI:
     # aiohttp under the SDK: the SDK's request building, status errors and types stay,
     # but a body read costs a fraction of httpx2/anyio's (no cancel scope per read),
-    # which is most of what a streaming chunk costs (README, Performance). Its session
-    # belongs to one event loop, hence the loop in the key.
+    # which is most of what a streaming chunk costs (README, Performance).
     timeout = httpx2.Timeout(
         connect=config.connect_timeout,
         read=config.idle_timeout,

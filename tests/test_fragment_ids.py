@@ -11,7 +11,7 @@ from django.test import Client
 
 from conversations import fragments, selectors, services, turn_services
 from conversations.models import Conversation, Message
-from conversations.rendering import GrowingBlock
+from conversations.rendering import GrowingBlock, render
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +46,7 @@ def test_the_growing_answer_frame_writes_only_to_ids_the_page_has(
     page = ids(client.get(f"/conversations/{conversation.public_id}/").content.decode())
     growing = GrowingBlock(key=f"message-{answer.pk}-live")
     growth = fragments.answer_growth_html(
-        answer.pk, "A finished paragraph.\n\n", growing.restart("growing "), whole=True
+        answer.pk, render("A finished paragraph.\n\n"), growing.restart("growing "), whole=True
     )
     # The next frame inserts before the live element the first one made, and deletes it.
     tail_html, whole = growing.grow("growing more")

@@ -61,7 +61,7 @@ def test_a_page_that_joins_from_a_snapshot_continues_with_the_same_text(shape: s
             tail_html, whole = growing.restart(tail), True
         else:
             tail_html, whole = growing.grow(tail)
-        frame = fragments.answer_growth_html(1, finished, tail_html, whole=whole)
+        frame = fragments.answer_growth_html(1, render(finished), tail_html, whole=whole)
         early.apply(frame)
         if late is not None:
             late.apply(frame)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -262,3 +263,52 @@ async def test_the_checkpoints_of_all_running_answers_are_saved_in_one_trip(
         saved = await answer(conversation)
         assert saved.status == "streaming"
         assert saved.content.startswith(f"a{i}-0 a{i}-1 a{i}-2 a{i}-3 ")
+
+
+async def test_the_final_frame_shows_the_answer_as_a_whole_rendering_would(
+    fake: FakeUpstream, settings: Any
+) -> None:
+    # The final frame reuses the blocks its frames rendered: it must be the same HTML.
+    from conversations.rendering import render
+    from tests.frames import parse
+
+    settings.CHATSITE_FRAME_INTERVAL = 0.01
+    text = (
+        "# Title\nIntro line:\n- one **bold**\n- two\n\n```python\nx = 1\n```\n"
+        "After the code.\n\n| a | b |\n|---|--:|\n| 1 | 2 |\n\nThe *end*."
+    )
+    fake.enqueue(Stream([text[i : i + 5] for i in range(0, len(text), 5)], interval=0.005))
+    user = await sync_to_async(make_user)()
+    conversation = await conversation_for(user)
+    _, socket = await open_socket(conversation, user)
+    await socket.send_json({"action": "send", "message": "shapes"})
+    final = await socket.receive_until(final_frame)
+    saved = await answer(conversation)
+    assert saved.content == text
+    blocks = parse(final).find(f"message-{saved.pk}-blocks")
+    assert blocks is not None
+    whole = parse(f'<div id="w">{render(text)}</div>').find("w")
+    assert whole is not None
+    assert norm(blocks.text()) == norm(whole.text())
+    assert re.sub(r"\s+", "", final.split(f'id="message-{saved.pk}-blocks">', 1)[1]).startswith(
+        re.sub(r"\s+", "", render(text))
+    )
+    await socket.close()
+
+
+async def test_checkpoints_get_rarer_under_load_up_to_a_bound(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conversations.streaming import checkpoints, generation
+
+    settings.CHATSITE_CHECKPOINT_INTERVAL = 1.0
+    settings.CHATSITE_CHECKPOINT_FULL_RATE_ANSWERS = 50
+    settings.CHATSITE_CHECKPOINT_INTERVAL_MAX = 4.0
+    intervals = {}
+    # Stand-ins for running answers: only their number counts here.
+    for n in (1, 50, 100, 1000):
+        stand_ins = {-i: SimpleNamespace(task=None) for i in range(1, n + 1)}
+        monkeypatch.setattr(checkpoints, "RUNNING", stand_ins)
+        intervals[n] = checkpoints.checkpoint_interval()
+    assert intervals == {1: 1.0, 50: 1.0, 100: 2.0, 1000: 4.0}
+    assert generation.RUNNING is not stand_ins  # the real registry was never touched

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -127,3 +128,29 @@ def test_a_title_chosen_by_the_user_is_never_replaced() -> None:
 )
 def test_titles_are_one_short_line_of_plain_text(raw: str, clean: str) -> None:
     assert services.title_clean(text=raw) == clean
+
+
+async def test_a_title_waits_while_the_process_is_busy_with_answers(
+    fake: FakeUpstream, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conversations.streaming import generation
+
+    settings.CHATSITE_TITLE_BUSY_ANSWERS = 3
+    fake.enqueue(Stream(["Tea ", "leaves."]))
+    fake.enqueue_plain(completion("Tea Leaves"))
+    user = await sync_to_async(make_user)()
+    conversation = await conversation_for(user)
+    _, socket = await open_socket(conversation, user)
+    await socket.send_json({"action": "send", "message": "tea?"})
+    await socket.receive_until(final_frame)
+    # Three other answers stream in this process (stand-ins: only their number counts).
+    busy = {-i: SimpleNamespace(task=None) for i in (1, 2, 3)}
+    for key, value in busy.items():
+        monkeypatch.setitem(generation.RUNNING, key, value)
+    await asyncio.sleep(1.5)
+    assert fake.plain_completions() == []  # not while the others are written
+    for key in busy:
+        generation.RUNNING.pop(key)
+    await socket.receive_until(lambda f: 'id="conversation-title"' in f, timeout=5)
+    assert (await refreshed(conversation)).title == "Tea Leaves"
+    await socket.close()

@@ -1,7 +1,8 @@
 """One writer for the checkpoints of every answer this process is writing.
 
-Every CHATSITE_CHECKPOINT_INTERVAL it saves the text so far of each answer that grew
-since its last checkpoint, all in one trip to the database thread and one transaction.
+Every CHATSITE_CHECKPOINT_INTERVAL (longer under load: checkpoint_interval) it saves the
+text so far of each answer that grew since its last checkpoint, all in one trip to the
+database thread and one transaction.
 An answer of its own per trip was one trip per answer per second: at a hundred answers,
 the database thread's queue that turn starts and page loads wait in.
 
@@ -47,9 +48,18 @@ async def checkpoints_write() -> int:
     return len(rows)
 
 
+def checkpoint_interval() -> float:
+    """Seconds between two checkpoints: longer under load, as frames get coarser. Each
+    checkpoint re-indexes the whole text so far for search (SQLite's FTS5), so its cost
+    grows with the answer; under load a crash loses a little more text instead."""
+    base = settings.CHATSITE_CHECKPOINT_INTERVAL
+    load = len(RUNNING) / max(1, settings.CHATSITE_CHECKPOINT_FULL_RATE_ANSWERS)
+    return min(max(base, settings.CHATSITE_CHECKPOINT_INTERVAL_MAX), base * max(1.0, load))
+
+
 async def _write_forever() -> None:
     while True:
-        await asyncio.sleep(settings.CHATSITE_CHECKPOINT_INTERVAL)
+        await asyncio.sleep(checkpoint_interval())
         try:
             await checkpoints_write()
         except Exception:  # a failed write must not end the writer; the next one retries

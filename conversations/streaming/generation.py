@@ -38,7 +38,7 @@ from moderation import services as moderation_services
 
 from .. import fragments, selectors, services, upstream
 from ..models import Conversation, Message
-from ..rendering import BlockSplitter, GrowingBlock
+from ..rendering import BlockSplitter, GrowingBlock, render
 from ..selectors import MessageView, Versions
 from . import frames
 from .moderating import AnswerModeration, QuestionBlocked
@@ -101,6 +101,7 @@ class Generation:
     finish_reason: str = ""
     seq: int = 0
     _sealed: list[str] = field(default_factory=list)  # finished blocks, as sent
+    _sealed_html: list[str] = field(default_factory=list)  # and as rendered, once
     _splitter: BlockSplitter = field(default_factory=BlockSplitter)
     _growing: GrowingBlock = field(init=False)  # how the growing block is on the pages
     _pending: list[str] = field(default_factory=list)  # received, not yet sent
@@ -125,6 +126,7 @@ class Generation:
         if self.prefix:
             finished, _ = self._splitter.feed(self.prefix)
             self._sealed.append(finished)
+            self._sealed_html.append(render(finished))
             self._length = self._checkpointed = len(self.prefix)
             self.prefix_split = (finished, self._splitter.window)
             self._growing.restart(self._splitter.window)
@@ -316,6 +318,17 @@ class Generation:
         # element and deletes that.
         return MessageView(message, self.versions, split, tail_html=self._growing.html())
 
+    def _final_view(self, message: Message) -> MessageView:
+        """The saved answer, its text's HTML made of the blocks already rendered for the
+        frames and its last block: re-rendering a long answer whole (code highlighted
+        again) cost more than all its frames' rendering."""
+        view = self._view(message)
+        sealed = "".join(self._sealed)
+        if message.content != self.text or not message.content.startswith(sealed):
+            return view  # saved otherwise than written here (finalised elsewhere)
+        body = "".join(self._sealed_html) + render(message.content[len(sealed) :])
+        return replace(view, body_html=body)
+
     def announced_view(self, view: MessageView) -> MessageView:
         """An answer being continued, as every page is told of it: cut where this
         generation's frames go on from."""
@@ -347,13 +360,16 @@ class Generation:
         delta = "".join(self._pending)
         self._pending.clear()
         finished, tail = self._splitter.feed(delta)
+        finished_html = ""
         if finished:
+            finished_html = render(finished)
             self._sealed.append(finished)
+            self._sealed_html.append(finished_html)
             tail_html, whole = self._growing.restart(tail), True
         else:
             tail_html, whole = self._growing.grow(tail)
         self.moderation.due.set()
-        html = fragments.answer_growth_html(self.answer.pk, finished, tail_html, whole=whole)
+        html = fragments.answer_growth_html(self.answer.pk, finished_html, tail_html, whole=whole)
         if self.note:  # text is flowing again: the retry notice has done its job
             self.note = ""
             html += fragments.message_note_html(self.answer.pk, "")
@@ -391,7 +407,7 @@ class Generation:
         message = await self._save(outcome)
         if message is None:
             return  # deleted meanwhile: nobody left to tell
-        html = fragments.message_final_html(self._view(message))
+        html = fragments.message_final_html(self._final_view(message))
         if message.total_tokens is not None or message.prompt_tokens is not None:
             usage = await database_sync_to_async(selectors.usage_for_conversation)(
                 conversation=self.conversation

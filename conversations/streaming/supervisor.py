@@ -12,7 +12,7 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from .. import fragments, selectors, services
+from .. import fragments, selectors, services, upstream
 from ..models import Message
 from . import broadcast, frames
 from .checkpoints import checkpoints_stop
@@ -78,4 +78,5 @@ async def shutdown(grace: float = 10.0) -> int:
     if _supervisor is not None:
         _supervisor.cancel()
     checkpoints_stop()
+    await upstream.clients_close()  # the answers are saved: hang up the pools
     return len(tasks)

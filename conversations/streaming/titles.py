@@ -1,7 +1,9 @@
 """The model names a conversation: after its first finished answer, a short
 non-streaming request to the same upstream (CHATSITE_TITLE_MODEL picks the model). It runs
 after the answer's final frame, so it never delays it; if it fails the title stays the
-first words of the first message. A title the user chose is never replaced."""
+first words of the first message. A title the user chose is never replaced. While
+CHATSITE_TITLE_BUSY_ANSWERS answers or more stream in the process, it waits (up to a
+minute): titles must not compete with answers for the process or the upstream."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from django.conf import settings
 from .. import services, upstream
 from ..models import Conversation, Message
 from .broadcast import conversation_announce_title
+from .generation import RUNNING
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,7 @@ TITLE_PROMPT = (
     "only: no quotes, no punctuation at the end."
 )
 _TASKS: set[asyncio.Task[None]] = set()
+TITLE_MAX_WAIT = 60.0  # seconds a title waits for a busy process before it goes anyway
 
 
 def title_start(
@@ -63,6 +67,11 @@ async def _title_make(
     question = await database_sync_to_async(_first_question)(answer)
     if not question:
         return
+    # Answers come first: while this process writes many, a title waits (a while).
+    waited = 0.0
+    while len(RUNNING) >= settings.CHATSITE_TITLE_BUSY_ANSWERS and waited < TITLE_MAX_WAIT:
+        await asyncio.sleep(1.0)
+        waited += 1.0
     messages = [
         {"role": "system", "content": TITLE_PROMPT},
         {

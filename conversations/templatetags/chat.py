@@ -24,6 +24,15 @@ def answer_parts(item: MessageView) -> tuple[str, str]:
 
 
 @register.filter
+def answer_blocks(item: MessageView) -> SafeString:
+    """The finished blocks of an answer: as its generation rendered them, when it did."""
+    if item.body_html is not None:
+        # Safe: rendering.render()'s output, block by block.
+        return mark_safe(item.body_html)  # noqa: S308
+    return markdown(answer_parts(item)[0])
+
+
+@register.filter
 def answer_tail(item: MessageView) -> SafeString:
     """The growing block of a streaming answer, as its generation shows it (the frames
     that follow add to exactly this), else the tail's text rendered."""
