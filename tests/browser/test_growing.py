@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from bench.render_cost import answer_text
-from tests.browser.conftest import sign_up
+from tests.browser.conftest import ARTIFACTS, sign_up
 from tests.fake_openai import FakeUpstream, Stream
 
 pytestmark = pytest.mark.browser
@@ -50,6 +50,10 @@ def test_every_frame_of_a_growing_block_reads_cleanly(
     page.evaluate(RECORD)
     page.fill("#new-message", f"a {shape} please")
     page.press("#new-message", "Enter")
+    # Mid-answer, as a reader sees it (looked at, not compared: test-artifacts/).
+    page.wait_for_function("() => window.__seen.length > 8")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"growing-{shape}-mid-answer.png"))
     done = page.locator(f'{ANSWER}[data-status="complete"]')
     expect(done).to_be_visible(timeout=30_000)
     final = squeezed(done.locator(".message-text").inner_text())
