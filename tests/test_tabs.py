@@ -312,3 +312,30 @@ async def test_checkpoints_get_rarer_under_load_up_to_a_bound(
         intervals[n] = checkpoints.checkpoint_interval()
     assert intervals == {1: 1.0, 50: 1.0, 100: 2.0, 1000: 4.0}
     assert generation.RUNNING is not stand_ins  # the real registry was never touched
+
+
+async def test_an_answer_is_saved_even_if_its_last_words_cannot_be_sent(
+    fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from conversations.streaming import generation
+
+    fake.enqueue(Stream(["all ", "of ", "it"], interval=0.001))
+    real = generation.Generation._publish_delta
+
+    async def failing_at_the_end(self: Any) -> None:
+        if self._closing:
+            raise RuntimeError("the channel layer is gone")
+        await real(self)
+
+    monkeypatch.setattr(generation.Generation, "_publish_delta", failing_at_the_end)
+    monkeypatch.setattr(generation, "frame_interval", lambda: 5.0)  # words left pending
+    user = await sync_to_async(make_user)()
+    conversation = await conversation_for(user)
+    _, socket = await open_socket(conversation, user)
+    await socket.send_json({"action": "send", "message": "say it all"})
+    final = await socket.receive_until(final_frame)
+    saved = await answer(conversation)
+    assert (saved.status, saved.content) == ("complete", "all of it")
+    assert "all of it" in norm(text_of(final, saved.pk))
+    assert "could not be sent" in caplog.text
+    await socket.close()

@@ -395,7 +395,12 @@ class Generation:
         if self._pending and self.moderation.verdict is None:
             # The last words go out now, as any others would have: the final frame waits
             # for screening and the save, hundreds of milliseconds under load.
-            await self._publish_delta()
+            try:
+                await self._publish_delta()
+            except Exception:
+                # Deliberately broad: nothing may keep the answer from being saved (the
+                # final frame carries these words too).
+                log.exception("the last words of answer %s could not be sent", self.answer.pk)
         if outcome.status != Message.Status.ERROR:
             await self.moderation.rest(self.text)
         stopped_by = self.moderation.verdict
