@@ -29,7 +29,11 @@ POLICY = "; ".join(
 )
 
 
-class ContentSecurityPolicyMiddleware:
+class _ResponseMiddleware:
+    """A middleware that only looks at the response (its view runs untouched), in a sync
+    or an async stack alike: `after` on the response; `aafter` where the async stack must
+    do it differently (a database read off the event loop)."""
+
     sync_capable = True
     async_capable = True
 
@@ -42,13 +46,21 @@ class ContentSecurityPolicyMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
-        response = self.get_response(request)
-        response.headers.setdefault("Content-Security-Policy", POLICY)
-        return response
+        return self.after(request, self.get_response(request))
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
-        response = await get_response(request)
+        return await self.aafter(request, await get_response(request))
+
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        raise NotImplementedError
+
+    async def aafter(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        return self.after(request, response)
+
+
+class ContentSecurityPolicyMiddleware(_ResponseMiddleware):
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         response.headers.setdefault("Content-Security-Policy", POLICY)
         return response
 
@@ -59,7 +71,7 @@ DEBUG_500_POLICY = POLICY.replace("script-src 'self'", "script-src 'self' 'unsaf
 )
 
 
-class DebugErrorPagesMiddleware:
+class DebugErrorPagesMiddleware(_ResponseMiddleware):
     """In debug, the site's own 404 page, and a technical 500 page the policy lets through.
 
     With DEBUG on, Django answers a 404 with its technical page, whose inline CSS the
@@ -73,26 +85,12 @@ class DebugErrorPagesMiddleware:
     ContentSecurityPolicyMiddleware (which keeps a policy already set).
     """
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.is_async:
-            return self._acall(request)
-        response = self.get_response(request)
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         if _unrouted_not_found(request, response):
             return _not_found_page(request)
         return _debug_500_allowed(request, response)
 
-    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
-        response = await get_response(request)
+    async def aafter(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         if _unrouted_not_found(request, response):
             # The page reads the session's user: not on the event loop.
             return await sync_to_async(_not_found_page)(request)
