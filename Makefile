@@ -5,19 +5,29 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
+# Two pins: what the site needs to run (requirements.lock, all that `make run` and a server
+# install) and that plus the test, lint and bench tools (requirements-dev.lock, the same
+# versions: `make lock` compiles the second first and constrains the first by it).
+RUN_STAMP := $(VENV)/.installed-run-$(shell sha1sum requirements.lock | cut -c1-12)
+DEV_STAMP := $(VENV)/.installed-dev-$(shell sha1sum requirements-dev.lock | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run migrate test test-postgres lint format check-browser lock bench bench-render bench-search bench-imports bench-streams clean
+.PHONY: install install-dev run migrate test test-postgres lint format check-browser lock bench bench-render bench-search bench-imports bench-streams clean
 
-$(STAMP): requirements.lock
+$(RUN_STAMP): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
-	rm -f $(VENV)/.installed-* && touch $(STAMP)
+	rm -f $(VENV)/.installed-run-* && touch $(RUN_STAMP)
 
-install: $(STAMP)
+$(DEV_STAMP): requirements-dev.lock $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
+	rm -f $(VENV)/.installed-dev-* && touch $(DEV_STAMP)
+
+install: $(RUN_STAMP)
+
+install-dev: $(DEV_STAMP)
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
@@ -35,10 +45,10 @@ LINT_PARTS := \
 	"ruff format --check" "$(BIN)/ruff format --check ." \
 	"mypy" "$(BIN)/mypy ."
 
-lint: install
+lint: install-dev
 	bash scripts/run-parts.sh $(LINT_PARTS)
 
-format: install
+format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
@@ -53,37 +63,38 @@ PYTEST_POSTGRES := bash scripts/with-postgres.sh $(BIN)/pytest -p no:cacheprovid
 # Installing stops at the first error (nothing after it could mean anything); then every
 # part runs even when an earlier one fails, a summary of all of them comes last, and the
 # exit status is non-zero when any part failed.
-test: install check-browser
+test: install-dev check-browser
 	bash scripts/run-parts.sh $(LINT_PARTS) \
 		"migrations" "$(BIN)/python manage.py makemigrations --check --dry-run" \
 		"pytest" "$(BIN)/pytest" \
 		"pytest on PostgreSQL" "$(PYTEST_POSTGRES)"
 
-test-postgres: install
+test-postgres: install-dev
 	$(PYTEST_POSTGRES)
 
 # Re-pin dependencies after editing pyproject.toml.
 lock:
 	$(PYTHON) -m venv /tmp/chatsite-uv && /tmp/chatsite-uv/bin/pip install --quiet uv
-	/tmp/chatsite-uv/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header -o requirements.lock
+	/tmp/chatsite-uv/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --no-header -o requirements-dev.lock
+	/tmp/chatsite-uv/bin/uv pip compile pyproject.toml --python-version 3.11 --no-header -c requirements-dev.lock -o requirements.lock
 
 # Per-frame cost of a growing answer, 1 KB to 100 KB, against re-rendering it all.
-bench-render: install
+bench-render: install-dev
 	$(BIN)/python -m bench.render_cost
 
 # Search latency with 10,000 conversations and 200,000 messages, on SQLite then PostgreSQL.
-bench-search: install
+bench-search: install-dev
 	$(BIN)/python -m bench.search
 	bash scripts/with-postgres.sh $(BIN)/python -m bench.search
 
 # Many streams: the app under daphne against the bare openai SDK on the same upstream
 # streams, N = 1 … 800 at 30 chunks/s and a 500 chunks/s model, in-memory and Redis
 # channel layers (redis-server from Debian). Table, JSON and plot in bench-results/.
-bench-streams: install
+bench-streams: install-dev
 	$(BIN)/python -m bench.streams
 
 # An import of 5 × 10,000 messages: its cost, and another user's write meanwhile.
-bench-imports: install
+bench-imports: install-dev
 	$(BIN)/python -m bench.imports
 
 bench: bench-render bench-search bench-imports bench-streams

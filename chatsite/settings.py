@@ -357,6 +357,14 @@ CHATSITE_MAX_FRAME_BYTES = env_int("CHATSITE_MAX_FRAME_BYTES", 256_000)
 CHATSITE_UPSTREAM_CONNECT_TIMEOUT = env_float("CHATSITE_UPSTREAM_CONNECT_TIMEOUT", 10.0)
 # No chunk for this long aborts the call (the answer is kept as interrupted).
 CHATSITE_UPSTREAM_IDLE_TIMEOUT = env_float("CHATSITE_UPSTREAM_IDLE_TIMEOUT", 60.0)
+# Requests one upstream takes at once from this process (0: unlimited). Set it to the
+# local server's slots (llama.cpp, llama-cpp-python: 1): answers wait in order, and titles
+# and the model list never run beside an answer (conversations/gate.py).
+CHATSITE_UPSTREAM_CONCURRENCY = env_int("CHATSITE_UPSTREAM_CONCURRENCY", 0)
+# Keep each answer's raw upstream body with arrival times, for post-mortems (superusers
+# read it in admin; each viewing is in the access log). Off by default: it is model text.
+CHATSITE_CHUNK_LOG = env_bool("CHATSITE_CHUNK_LOG", False)
+CHATSITE_CHUNK_LOG_MAX_BYTES = env_int("CHATSITE_CHUNK_LOG_MAX_BYTES", 262_144)  # per answer
 # Retries before the first token (408/409/429/5xx, network): total time budget, seconds.
 CHATSITE_RETRY_BUDGET = env_float("CHATSITE_RETRY_BUDGET", 30.0)
 CHATSITE_RETRY_BASE_DELAY = env_float("CHATSITE_RETRY_BASE_DELAY", 0.5)

@@ -1,16 +1,20 @@
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
+from django.utils.html import format_html, format_html_join
 
+from chatsite.types import account_of
 from moderation import access
+from moderation import services as moderation_services
 from moderation.access import PrivateTextLookupsMixin, ReasonRequiredMixin
 from moderation.models import Flag
 
-from .models import Conversation, Message
+from .models import ChunkLog, Conversation, Message
 
 
 class MessageInline(admin.TabularInline):
@@ -114,3 +118,60 @@ class MessageAdmin(ReasonRequiredMixin, PrivateTextLookupsMixin, admin.ModelAdmi
 
     def conversation_of(self, obj: Message) -> Conversation:
         return obj.conversation
+
+    # --- the chunk log (CHATSITE_CHUNK_LOG): superusers only, each viewing recorded ---
+
+    def _chunk_log(self, request: HttpRequest, message: Message | None) -> ChunkLog | None:
+        if message is None or not request.user.is_superuser:
+            return None
+        return ChunkLog.objects.filter(message=message).first()
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if self._chunk_log(request, obj) is not None:
+            fields += ("raw_chunks",)
+        return fields
+
+    @admin.display(description="Chunk log")
+    def raw_chunks(self, message: Message) -> str:
+        chunk_log = ChunkLog.objects.get(message=message)
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
+            (
+                (
+                    f"{entry.get('t', 0):.3f} s",
+                    "request " + (entry["request"] or "(no id)")
+                    if "request" in entry
+                    else ("error" if "error" in entry else "read"),
+                    entry.get("data", entry.get("error", "")),
+                )
+                for entry in chunk_log.entries
+            ),
+        )
+        more = " The body went on past the bound; the rest was not kept." * chunk_log.truncated
+        return format_html(
+            "<p>{} bytes of the upstream body as it arrived, in {} reads.{}</p>"
+            '<table class="chunk-log"><thead><tr><th>after</th><th>what</th><th>raw</th></tr>'
+            "</thead><tbody>{}</tbody></table>",
+            chunk_log.size,
+            sum("data" in entry for entry in chunk_log.entries),
+            more,
+            rows,
+        )
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        message = self.get_object(request, unquote(object_id))
+        if (
+            request.method == "GET"
+            and message is not None
+            and access.granted(request, message.conversation_id)
+            and self._chunk_log(request, message) is not None
+        ):
+            # The raw model output is shown: recorded before it is, like any look.
+            moderation_services.access_record_chunk_log(
+                staff=account_of(request.user), message=message, path=request.path
+            )
+        return super().change_view(request, object_id, form_url, extra_context)

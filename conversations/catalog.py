@@ -1,7 +1,8 @@
 """Which models a conversation may use: what the upstream lists (GET /models), cached
 for a few minutes, narrowed by the operator's CHATSITE_MODELS when set. When listing
 fails the configured list (or the default model) stands in, so the site keeps working
-with servers that do not implement /models.
+with servers that do not implement /models. On an upstream with a concurrency limit the
+list is asked for only while no answer runs or waits (gate.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 
 from django.conf import settings
 
-from . import upstream
+from . import gate, upstream
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,14 @@ async def _listed(config: upstream.UpstreamConfig) -> list[str] | None:
     if cached is not None and cached[0] > now:
         return cached[1]
     try:
-        listed: list[str] | None = sorted(set(await upstream.list_models(config)))
+        models = await gate.in_background(config, lambda: upstream.list_models(config), wait=False)
+        listed: list[str] | None = sorted(set(models))
         ttl = settings.CHATSITE_MODELS_CACHE_SECONDS
         _problems.pop(config.base_url, None)
+    except gate.Busy:
+        # A limited upstream is writing an answer: asking now could cut it short (or
+        # wait behind it). The last list stands in, however old; asked again later.
+        return cached[1] if cached is not None else None
     except upstream.UpstreamError as exc:
         log.warning("listing the upstream's models failed: %s", exc.kind.value)
         listed, ttl = None, FAILURE_TTL

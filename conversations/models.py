@@ -190,6 +190,25 @@ class AnswerFeedback(models.Model):
         return f"{self.get_value_display()} on #{self.message_id}"
 
 
+class ChunkLog(models.Model):
+    """An answer's upstream body as it arrived, read by read, with the seconds since its
+    first request (CHATSITE_CHUNK_LOG): for post-mortems, beside the request id. Bounded
+    (CHATSITE_CHUNK_LOG_MAX_BYTES); shown to superusers in admin, each viewing recorded;
+    deleted with its message (retention, account deletion)."""
+
+    message = models.OneToOneField(
+        Message, on_delete=models.CASCADE, primary_key=True, related_name="chunk_log"
+    )
+    # [{"t": 0.0, "request": "req_…"}, {"t": 0.41, "data": "data: {…}\n\n"}, …]
+    entries = models.JSONField(default=list)
+    size = models.PositiveIntegerField(default=0)  # bytes of body kept
+    truncated = models.BooleanField(default=False)  # the body went on past the bound
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Chunk log of #{self.message_id}"
+
+
 class UserSettings(models.Model):
     """A user's preferences for new conversations."""
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -29,7 +29,14 @@ from chatsite.errors import ActionRefused
 from chatsite.types import Account
 
 from . import selectors
-from .models import FEEDBACK_COMMENT_CHARS, AnswerFeedback, Conversation, Message, UserSettings
+from .models import (
+    FEEDBACK_COMMENT_CHARS,
+    AnswerFeedback,
+    ChunkLog,
+    Conversation,
+    Message,
+    UserSettings,
+)
 
 
 class ConversationBusy(ActionRefused):
@@ -203,6 +210,23 @@ def message_finalize(
         message = Message.objects.select_related("conversation").get(pk=message_id)
         Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
     return message
+
+
+def message_chunk_log_save(
+    *, message_id: int, entries: list[dict[str, Any]], size: int, truncated: bool
+) -> ChunkLog | None:
+    """Keep an answer's raw upstream body (CHATSITE_CHUNK_LOG); None if the answer is gone."""
+    try:
+        with transaction.atomic():
+            if not Message.objects.filter(pk=message_id).exists():
+                return None
+            chunk_log, _ = ChunkLog.objects.update_or_create(
+                message_id=message_id,
+                defaults={"entries": entries, "size": size, "truncated": truncated},
+            )
+    except IntegrityError:  # the answer was deleted meanwhile (its conversation went)
+        return None
+    return chunk_log
 
 
 def message_heartbeat(*, message_ids: Iterable[int]) -> int:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -285,6 +286,47 @@ UPSTREAM_EXCEPTIONS: tuple[type[BaseException], ...] = (
 )
 
 
+class ChunkRecord:
+    """An answer's upstream body as it arrives, each read with its time since the answer's
+    first request, up to `max_bytes` (the chunk log: CHATSITE_CHUNK_LOG). Retries each
+    open with the request id they got."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.entries: list[dict[str, Any]] = []
+        self.size = 0
+        self.truncated = False
+        self._started: float | None = None
+
+    def _now(self) -> float:
+        if self._started is None:
+            self._started = time.monotonic()
+        return round(time.monotonic() - self._started, 4)
+
+    def request(self) -> None:
+        """A request is about to be sent (its id is known once the status line is)."""
+        self.entries.append({"t": self._now(), "request": ""})
+
+    def opened(self, request_id: str) -> None:
+        if self.entries and "request" in self.entries[-1]:
+            self.entries[-1]["request"] = request_id
+
+    def failed(self, error: UpstreamError) -> None:
+        self.opened(error.request_id)
+        self.entries.append({"t": self._now(), "error": str(error)})
+
+    def add(self, chunk: bytes) -> None:
+        t = self._now()
+        if self.truncated:
+            return
+        room = self.max_bytes - self.size
+        if len(chunk) > room:
+            chunk, self.truncated = chunk[:room], True
+        if chunk:
+            self.size += len(chunk)
+            self.entries.append({"t": t, "data": chunk.decode("utf-8", "replace")})
+
+
 class ChatStream:
     """An open streaming chat completion: iterate for events, close to hang up.
 
@@ -299,10 +341,12 @@ class ChatStream:
         manager: AsyncResponseContextManager[AsyncAPIResponse[Any]],
         response: AsyncAPIResponse[Any],
         request_id: str,
+        record: ChunkRecord | None = None,
     ) -> None:
         self._manager = manager
         self._response = response
         self.request_id = request_id
+        self._record = record
 
     async def batches(self) -> AsyncIterator[list[StreamEvent]]:
         """The events of each network read, together. A reader that pauses between reads
@@ -322,6 +366,8 @@ class ChatStream:
                     chunk = await anext(chunks, b"")
                     if not chunk:
                         return
+                if self._record is not None:
+                    self._record.add(chunk)
                 events: list[StreamEvent] = []
                 done = False
                 try:
@@ -458,7 +504,11 @@ _NO_REQUEST = httpx2.Request("POST", "http://upstream/chat/completions")
 
 
 async def open_stream(
-    config: UpstreamConfig, *, model: str, messages: list[dict[str, str]]
+    config: UpstreamConfig,
+    *,
+    model: str,
+    messages: list[dict[str, str]],
+    record: ChunkRecord | None = None,
 ) -> ChatStream:
     client = client_for(config)
     manager = client.chat.completions.with_streaming_response.create(
@@ -467,13 +517,20 @@ async def open_stream(
         stream=True,
         stream_options={"include_usage": True},
     )
+    if record is not None:
+        record.request()
     try:
         # Sends the request; a status error (429, 5xx, ...) is raised here, by the SDK.
         response = await manager.__aenter__()
     except UPSTREAM_EXCEPTIONS as exc:
-        raise classify(exc) from exc
+        error = classify(exc)
+        if record is not None:
+            record.failed(error)
+        raise error from exc
     request_id = response.headers.get("x-request-id", "")
-    return ChatStream(manager, response, request_id)
+    if record is not None:
+        record.opened(request_id)
+    return ChatStream(manager, response, request_id, record)
 
 
 async def list_models(config: UpstreamConfig) -> list[str]:

@@ -136,6 +136,22 @@ def access_record(
     )
 
 
+def access_record_chunk_log(*, staff: Account, message: Message, path: str) -> AccessLog:
+    """A superuser is shown an answer's raw upstream body (the chunk log), under the
+    reason already given for its conversation."""
+    conversation = message.conversation
+    return AccessLog.objects.create(
+        staff=staff,
+        staff_username=staff.get_username(),
+        owner_id=conversation.owner_id,
+        conversation=conversation,
+        conversation_title=conversation.title[:200],
+        reason=f"Chunk log of message #{message.pk} shown (under the reason last given "
+        "for this conversation)",
+        path=path[:500],
+    )
+
+
 def access_record_text_search(
     *, staff: Account, conversations: list[Conversation], words: str, reason: Any, path: str
 ) -> list[AccessLog]:

@@ -15,7 +15,7 @@ from django.test import Client
 
 from accounts import services as account_services
 from chatsite.throttle import throttle_forget
-from conversations import upstream
+from conversations import gate, upstream
 from conversations.streaming import generation
 from moderation import screening
 
@@ -60,6 +60,7 @@ def _fresh_process_state() -> Iterator[None]:
     # Each test runs its own event loop: loop-bound objects must not leak between tests.
     channel_layers.backends.clear()
     upstream.clients_forget()
+    gate.gates_forget()
     throttle_forget()  # user ids are reused between tests
     # Rules rolled back with a test's transaction send no signal: forget them.
     screening.rules_forget()
@@ -67,6 +68,7 @@ def _fresh_process_state() -> Iterator[None]:
     channel_layers.backends.clear()
     screening.rules_forget()
     upstream.clients_forget()
+    gate.gates_forget()
 
 
 @pytest.fixture

@@ -124,6 +124,7 @@ class RequestLog:
     chunk_times: list[float] = field(default_factory=list)
     completed: bool = False
     client_closed_at: float | None = None
+    finished_at: float | None = None
     closed: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
 
@@ -162,6 +163,9 @@ class FakeUpstream:
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        # Requests being answered at once, and the most there ever were (since reset).
+        self.active = 0
+        self.peak_active = 0
 
     # -- control (any thread) --
     @property
@@ -187,6 +191,7 @@ class FakeUpstream:
             self._moderation_queue.clear()
             self._plain_queue.clear()
             self.requests = []
+            self.peak_active = self.active
             self.default = Stream()
             self.models = ["fake-model", "fake-model-mini"]
 
@@ -317,6 +322,9 @@ class FakeUpstream:
         self, log: RequestLog, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> bool:
         rid = f"req_fake_{next(self._counter)}"
+        with self._lock:
+            self.active += 1
+            self.peak_active = max(self.peak_active, self.active)
         try:
             if log.method == "GET" and log.path == "/v1/models":
                 data = [
@@ -345,6 +353,9 @@ class FakeUpstream:
             await self._json(writer, 404, _error_body(404), rid)
             return True
         finally:
+            log.finished_at = time.monotonic()
+            with self._lock:
+                self.active -= 1
             log.finished.set()
 
     async def _reply(

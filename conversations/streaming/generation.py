@@ -36,7 +36,7 @@ from django.utils import timezone
 from accounts import quotas
 from moderation import services as moderation_services
 
-from .. import fragments, selectors, services, upstream
+from .. import fragments, gate, selectors, services, upstream
 from ..models import Conversation, Message
 from ..rendering import BlockSplitter, GrowingBlock, render
 from ..selectors import MessageView, Versions
@@ -114,6 +114,8 @@ class Generation:
     _checkpointed: int = 0  # the text's length at the last checkpoint
     _prompt_chars: int = 0
     moderation: AnswerModeration = field(init=False)
+    # The raw upstream body for the chunk log (CHATSITE_CHUNK_LOG), else None.
+    chunk_record: upstream.ChunkRecord | None = field(init=False, default=None)
     prefix_split: tuple[str, str] = field(init=False)
     task: asyncio.Task[None] | None = None
 
@@ -123,6 +125,8 @@ class Generation:
         # generation's frames will go on from (finished blocks, the growing one).
         self.prefix_split = ("", "")
         self._growing = GrowingBlock(key=f"message-{self.answer.pk}-live")
+        if settings.CHATSITE_CHUNK_LOG:
+            self.chunk_record = upstream.ChunkRecord(settings.CHATSITE_CHUNK_LOG_MAX_BYTES)
         if self.prefix:
             finished, _ = self._splitter.feed(self.prefix)
             self._sealed.append(finished)
@@ -253,7 +257,19 @@ class Generation:
                 await asyncio.sleep(delay)
 
     async def _read_once(self, history: list[dict[str, str]]) -> None:
-        stream = await upstream.open_stream(self.config, model=self.answer.model, messages=history)
+        async with gate.answer_turn(self.config, on_wait=self._waiting) as waited:
+            if waited:
+                await self._set_note("")  # its turn: the model is reading the question
+            await self._stream(history)
+
+    async def _waiting(self, ahead: int) -> None:
+        answers = "answer" if ahead == 1 else "answers"
+        await self._set_note(f"Waiting for the model: {ahead} {answers} ahead…")
+
+    async def _stream(self, history: list[dict[str, str]]) -> None:
+        stream = await upstream.open_stream(
+            self.config, model=self.answer.model, messages=history, record=self.chunk_record
+        )
         self.request_id = stream.request_id
         started = time.monotonic()
         max_chars = settings.CHATSITE_MAX_ANSWER_CHARS
@@ -423,6 +439,14 @@ class Generation:
         )
         html += fragments.quota_notice_html(allowance)
         await self._publish(html, final=True)
+        if self.chunk_record is not None and self.chunk_record.entries:
+            record = self.chunk_record
+            await database_sync_to_async(services.message_chunk_log_save)(
+                message_id=message.pk,
+                entries=record.entries,
+                size=record.size,
+                truncated=record.truncated,
+            )
         live = fragments.nav_live_html(self.conversation.public_id, live=False)
         await self.layer.group_send(
             frames.user_group(self.conversation.owner_id), frames.side_frame(html=live)

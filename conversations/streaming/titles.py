@@ -3,7 +3,8 @@ non-streaming request to the same upstream (CHATSITE_TITLE_MODEL picks the model
 after the answer's final frame, so it never delays it; if it fails the title stays the
 first words of the first message. A title the user chose is never replaced. While
 CHATSITE_TITLE_BUSY_ANSWERS answers or more stream in the process, it waits (up to a
-minute): titles must not compete with answers for the process or the upstream."""
+minute): titles must not compete with answers for the process or the upstream. On an
+upstream with a concurrency limit they run only while it is idle (gate.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from .. import services, upstream
+from .. import gate, services, upstream
 from ..models import Conversation, Message
 from .broadcast import conversation_announce_title
 from .generation import RUNNING
@@ -27,6 +28,7 @@ TITLE_PROMPT = (
 )
 _TASKS: set[asyncio.Task[None]] = set()
 TITLE_MAX_WAIT = 60.0  # seconds a title waits for a busy process before it goes anyway
+TITLE_MAX_QUEUE_WAIT = 600.0  # seconds a title waits for a limited upstream to be idle
 
 
 def title_start(
@@ -79,13 +81,20 @@ async def _title_make(
             "content": f"User: {question[:2000]}\n\nAssistant: {answer.content[:2000]}",
         },
     ]
-    try:
+
+    async def ask() -> str:
         async with asyncio.timeout(settings.CHATSITE_TITLE_TIMEOUT):
-            text = await upstream.complete_text(
+            return await upstream.complete_text(
                 config,
                 model=settings.CHATSITE_TITLE_MODEL or conversation.model,
                 messages=messages,
             )
+
+    try:
+        # On a limited upstream (a local server) the title waits until no answer runs
+        # or waits, and an answer arriving cuts it short: it asks again later.
+        async with asyncio.timeout(TITLE_MAX_QUEUE_WAIT):
+            text = await gate.in_background(config, ask, wait=True)
     except (upstream.UpstreamError, TimeoutError):
         log.info(
             "no title from the model for conversation %s; keeping first words", conversation.pk
