@@ -13,7 +13,7 @@ DEV_STAMP := $(VENV)/.installed-dev-$(shell sha1sum requirements-dev.lock | cut 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-dev run migrate test test-postgres lint format check-browser lock bench bench-render bench-search bench-imports bench-streams clean
+.PHONY: install install-dev run serve-production migrate test test-postgres lint format check-browser lock bench bench-render bench-search bench-imports bench-streams clean
 
 $(RUN_STAMP): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ migrate: install
 run: migrate
 	@echo "chatsite on http://$(HOST):$(PORT)/  (sign up at /accounts/signup/; the first account is the admin)"
 	$(BIN)/python -m chatsite.serve -b $(HOST) -p $(PORT) chatsite.asgi:application
+
+# The production profile on this machine: nginx, PostgreSQL, Redis from Debian's packages,
+# WORKERS daphne workers, run from deploy/'s unit and site files (README, Deployment).
+WORKERS ?= $(shell nproc)
+serve-production: install
+	$(BIN)/python scripts/production.py --workers $(WORKERS) --port $(or $(PROD_PORT),8080)
 
 check-browser:
 	bash scripts/ensure-chromium.sh
