@@ -13,7 +13,7 @@ DEV_STAMP := $(VENV)/.installed-dev-$(shell sha1sum requirements-dev.lock | cut 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-dev run serve-production migrate test test-postgres lint format check-browser lock bench bench-render bench-search bench-imports bench-streams clean
+.PHONY: install install-dev run serve-production migrate test test-postgres lint format check-browser lock bench bench-render bench-search bench-imports bench-streams bench-production clean
 
 $(RUN_STAMP): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -98,6 +98,11 @@ bench-search: install-dev
 # channel layers (redis-server from Debian). Table, JSON and plot in bench-results/.
 bench-streams: install-dev
 	$(BIN)/python -m bench.streams
+
+# The streams benchmark through nginx on the production profile (PostgreSQL, Redis): one
+# worker against two, and the sizing for 100 … 10,000 answers computed from the costs.
+bench-production: install-dev
+	$(BIN)/python -m bench.production
 
 # An import of 5 × 10,000 messages: its cost, and another user's write meanwhile.
 bench-imports: install-dev
