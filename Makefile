@@ -13,7 +13,7 @@ DEV_STAMP := $(VENV)/.installed-dev-$(shell sha1sum requirements-dev.lock | cut 
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-dev run serve-production migrate test test-postgres lint format check-browser lock bench bench-render bench-search bench-imports bench-streams bench-production clean
+.PHONY: install install-dev run serve-production migrate test test-postgres lint format check-browser lock bench bench-render bench-search bench-imports bench-streams bench-production check-llama-cpp clean
 
 $(RUN_STAMP): requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -104,6 +104,22 @@ bench-streams: install-dev
 bench-production: install-dev
 	$(BIN)/python -m bench.production
 
+# The README's claims about llama-cpp-python, against the real server: built from its sdist
+# on PyPI (about 8 minutes on 2 cores) in a venv of its own, a tiny random-weight model
+# written around the tokenizer the sdist ships (nothing from a model hub), then
+# bench/local_server.py's four checks, chatsite in front of it included.
+LLAMA_VENV := .venv-llama
+LLAMA_VERSION := 0.3.16
+LLAMA_VOCAB := $(LLAMA_VENV)/src/llama_cpp_python-$(LLAMA_VERSION)/vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf
+check-llama-cpp: install-dev
+	test -x $(LLAMA_VENV)/bin/python || $(PYTHON) -m venv $(LLAMA_VENV)
+	$(LLAMA_VENV)/bin/python -m pip install --quiet "llama-cpp-python[server]==$(LLAMA_VERSION)" "gguf==0.19.0"
+	test -f $(LLAMA_VOCAB) || ( $(LLAMA_VENV)/bin/python -m pip download --quiet --no-deps \
+		--no-binary :all: "llama-cpp-python==$(LLAMA_VERSION)" -d $(LLAMA_VENV)/src && \
+		tar xzf $(LLAMA_VENV)/src/llama_cpp_python-$(LLAMA_VERSION).tar.gz -C $(LLAMA_VENV)/src \
+		llama_cpp_python-$(LLAMA_VERSION)/vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf )
+	$(BIN)/python -m bench.local_server --llama-python $(LLAMA_VENV)/bin/python --vocab $(LLAMA_VOCAB)
+
 # An import of 5 × 10,000 messages: its cost, and another user's write meanwhile.
 bench-imports: install-dev
 	$(BIN)/python -m bench.imports
@@ -111,4 +127,4 @@ bench-imports: install-dev
 bench: bench-render bench-search bench-imports bench-streams
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache test-artifacts bench-results
+	rm -rf $(VENV) $(LLAMA_VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache test-artifacts bench-results
