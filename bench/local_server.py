@@ -181,6 +181,17 @@ async def stream(
     return result
 
 
+async def stream_under_way(
+    session: aiohttp.ClientSession, base: str, tokens: int
+) -> asyncio.Task[dict[str, Any]]:
+    """A stream of `tokens`, returned once its first 20 tokens have arrived (or it ended)."""
+    progress: list[float] = []
+    task = asyncio.create_task(stream(session, base, tokens, progress))
+    while len(progress) < 20 and not task.done():
+        await asyncio.sleep(0.005)
+    return task
+
+
 def report(name: str, ok: bool, detail: str) -> bool:
     print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}", flush=True)
     return ok
@@ -188,10 +199,7 @@ def report(name: str, ok: bool, detail: str) -> bool:
 
 async def check_interrupts(base: str) -> bool:
     async with aiohttp.ClientSession() as session:
-        progress: list[float] = []
-        first = asyncio.create_task(stream(session, base, 200, progress))
-        while len(progress) < 20 and not first.done():
-            await asyncio.sleep(0.005)
+        first = await stream_under_way(session, base, 200)
         second = await stream(session, base, 10)
         first_result = await first
     tokens = len(first_result["times"])
@@ -206,10 +214,7 @@ async def check_interrupts(base: str) -> bool:
 
 async def check_one_at_a_time(base: str) -> bool:
     async with aiohttp.ClientSession() as session:
-        progress: list[float] = []
-        first = asyncio.create_task(stream(session, base, 200, progress))
-        while len(progress) < 20 and not first.done():
-            await asyncio.sleep(0.005)
+        first = await stream_under_way(session, base, 200)
         sent = time.monotonic()
         second = asyncio.create_task(stream(session, base, 5))
         first_result = await first

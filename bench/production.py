@@ -29,7 +29,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -325,7 +324,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         workdir.chmod(0o755)  # PostgreSQL's user and nginx's workers look inside
         for workers in [int(x) for x in args.workers.split(",")]:
             results.append(await run_profile(upstream_url, workers, levels, args.chunks, workdir))
-            time.sleep(1)
+            await asyncio.sleep(1)  # the last profile's ports and processes let go
     return results
 
 
