@@ -24,5 +24,6 @@ urlpatterns = [
         views.conversation_import_status,
         name="conversation_import_status",
     ),
+    path("settings/shares/<int:share_id>/revoke/", views.share_revoke, name="share_revoke"),
     path("settings/delete-account/", views.account_delete, name="account_delete"),
 ]

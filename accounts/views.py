@@ -35,7 +35,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from chatsite.throttle import throttled
 from chatsite.types import Account, account_of
-from conversations import catalog, upstream
+from conversations import catalog, share_selectors, share_services, upstream
 from conversations import selectors as conversation_selectors
 from conversations import services as conversation_services
 from conversations.models import ImportJob
@@ -207,6 +207,7 @@ def _settings_page(
         else conversation_selectors.import_job_recent(user=user)
     )
     context.update(_import_context(job=job))
+    context["shares"] = share_selectors.share_list_for_owner(user=user)
     context["accesses"] = (
         moderation_selectors.access_log_for_owner(user=user)
         if settings.CHATSITE_SHOW_ACCESS_LOG_TO_USERS
@@ -324,6 +325,27 @@ def _import_context(*, job: ImportJob | None) -> dict[str, Any]:
         # Its process died: the next import, or the nightly purge, deletes what it wrote.
         "import_stalled": job.stalled,
     }
+
+
+# --- share links -----------------------------------------------------------------------------
+
+
+@require_POST
+@login_required
+@throttled("edit", rate=5.0, burst=20)
+def share_revoke(request: HttpRequest, share_id: int) -> HttpResponse:
+    """The owner revokes one of their share links: its address is a 404 from now on."""
+    share = share_selectors.share_get_for_owner(user=request.user, share_id=share_id)
+    if share is None:
+        raise Http404("No such share link.")
+    share_services.share_revoke(share=share)
+    if not getattr(request, "htmx", False):
+        return HttpResponseRedirect(reverse("user_settings") + "#shares-heading", status=303)
+    context = {
+        "shares": share_selectors.share_list_for_owner(user=request.user),
+        "revoked_title": share.display_title,
+    }
+    return render(request, f"{SETTINGS_PAGE}#shares", context)
 
 
 # --- the account itself ------------------------------------------------------------------

@@ -296,6 +296,9 @@ CHATSITE_TITLE_BUSY_ANSWERS = env_int("CHATSITE_TITLE_BUSY_ANSWERS", 20)
 CHATSITE_MODELS = env_list("CHATSITE_MODELS", "")
 CHATSITE_MODELS_CACHE_SECONDS = env_float("CHATSITE_MODELS_CACHE_SECONDS", 300.0)
 CHATSITE_MAX_SYSTEM_PROMPT_CHARS = env_int("CHATSITE_MAX_SYSTEM_PROMPT_CHARS", 8000)
+# Share links a user may create in an hour (counted in the database, revoked ones too, so
+# the limit holds across processes); 0: no limit.
+CHATSITE_SHARES_PER_HOUR = env_int("CHATSITE_SHARES_PER_HOUR", 30)
 
 # --- Moderation --------------------------------------------------------------------------
 # Screen messages and answers with the upstream's /moderations endpoint as well as the

@@ -1,12 +1,14 @@
 from typing import Any
 
-from django.contrib import admin
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
-from django.db.models import Exists, OuterRef, QuerySet
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.urls import URLPattern, path
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from chatsite.types import account_of
 from moderation import access
@@ -14,7 +16,9 @@ from moderation import services as moderation_services
 from moderation.access import PrivateTextLookupsMixin, ReasonRequiredMixin
 from moderation.models import Flag
 
-from .models import ChunkLog, Conversation, Message
+from . import share_selectors, share_services
+from .models import ChunkLog, Conversation, Message, ShareLink
+from .rendering import render
 
 
 class MessageInline(admin.TabularInline):
@@ -175,3 +179,137 @@ class MessageAdmin(ReasonRequiredMixin, PrivateTextLookupsMixin, admin.ModelAdmi
                 staff=account_of(request.user), message=message, path=request.path
             )
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+class ShareStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "Active"), ("taken_down", "Taken down"), ("revoked", "Revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "active":
+            return queryset.filter(revoked_at=None, taken_down_at=None)
+        if self.value() == "taken_down":
+            return queryset.exclude(taken_down_at=None)
+        if self.value() == "revoked":
+            return queryset.filter(~Q(revoked_at=None), taken_down_at=None)
+        return queryset
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(ReasonRequiredMixin, admin.ModelAdmin):
+    """Shared conversations. The list shows titles and owners; opening one shows its
+    messages, so it asks for a reason first and records it (the access log), like a
+    conversation. Taking one down asks why; the reason, who and when stay on the link and
+    in admin's history of it."""
+
+    list_display = ("display_title", "owner", "created_at", "state", "conversation_link")
+    list_select_related = ("conversation__owner",)
+    list_filter = (ShareStateFilter, "created_at")
+    # A reported link's token finds its share (exactly: a prefix would be a guessing game).
+    search_fields = ("title", "conversation__owner__username", "=token")
+    search_help_text = "Titles, usernames, or a shared link's whole token."
+    show_full_result_count = False
+    fields = (
+        "title",
+        "owner",
+        "conversation_link",
+        "created_at",
+        "state",
+        "show_owner_name",
+        "revoked_at",
+        "taken_down_at",
+        "taken_down_by",
+        "taken_down_reason",
+        "public_link",
+        "snapshot",
+    )
+    readonly_fields = fields
+    actions = ("take_down",)
+
+    def conversation_of(self, obj: ShareLink) -> Conversation:
+        return obj.conversation
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # owners make shares
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a take-down keeps the record; owners revoke or delete the conversation
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The change permission is for the take-down action; a share's page is read only.
+        return obj is None and super().has_change_permission(request)
+
+    @admin.display(description="Owner")
+    def owner(self, share: ShareLink) -> Any:
+        return share.conversation.owner
+
+    @admin.display(description="State")
+    def state(self, share: ShareLink) -> str:
+        if share.taken_down_at is not None:
+            return "Taken down"
+        if share.revoked_at is not None:
+            return "Revoked by its owner"
+        return "Active"
+
+    @admin.display(description="Conversation")
+    def conversation_link(self, share: ShareLink) -> str:
+        # Opening the conversation asks for its own reason.
+        url = reverse(
+            "admin:conversations_conversation_change", args=(quote(share.conversation_id),)
+        )
+        return format_html('<a href="{}">{}</a>', url, share.conversation.display_title)
+
+    @admin.display(description="Public address")
+    def public_link(self, share: ShareLink) -> str:
+        return reverse("shared_conversation", args=[share.token])
+
+    @admin.display(description="What the link shows")
+    def snapshot(self, share: ShareLink) -> str:
+        """The shared copy, rendered as safely as on the shared page."""
+        rows = share_selectors.share_messages(share=share)
+        parts = []
+        for row in rows:
+            if row.hidden:
+                body = format_html("<p><em>{}</em></p>", "Hidden by moderation.")
+            elif row.role == Message.Role.ASSISTANT:
+                # render() is the site's sanitiser (nh3 allow-lists): safe as on the site.
+                body = mark_safe(render(row.content))  # noqa: S308
+            else:
+                body = format_html('<p class="plain">{}</p>', row.content)
+            parts.append(format_html("<div><strong>{}</strong>{}</div>", row.role, body))
+        return format_html('<div class="shared-snapshot">{}</div>', mark_safe("".join(parts)))  # noqa: S308
+
+    @admin.action(description="Take down the selected shares (asks why)", permissions=["change"])
+    def take_down(self, request: HttpRequest, queryset: QuerySet[ShareLink]) -> Any:
+        shares = list(queryset.select_related("conversation"))
+        reason = request.POST.get("take_down_reason")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Take down shared conversations",
+            "shares": shares,
+            "opts": self.opts,
+        }
+        if reason is None:
+            return TemplateResponse(
+                request, "admin/conversations/sharelink/take_down.html", context
+            )
+        done = 0
+        for share in shares:
+            try:
+                taken = share_services.share_take_down(
+                    share=share, moderator=account_of(request.user), reason=reason
+                )
+            except ValidationError as exc:
+                context["error"] = " ".join(exc.messages)
+                return TemplateResponse(
+                    request, "admin/conversations/sharelink/take_down.html", context, status=400
+                )
+            if taken:
+                done += 1
+                # Admin's history of the link: who took it down, when, why.
+                self.log_change(request, share, f"Taken down: {share.taken_down_reason}")
+        self.message_user(request, f"{done} share(s) taken down.", messages.SUCCESS)
+        return None

@@ -286,3 +286,81 @@ class ImportJob(models.Model):
         """Running, but its writer stopped beating: the process writing it died."""
         silent = (timezone.now() - self.heartbeat_at).total_seconds()
         return self.status == self.Status.RUNNING and silent > self.stale_after()
+
+
+class ShareLink(models.Model):
+    """A read-only copy of a conversation's path, at an unguessable address.
+
+    A snapshot: the messages' text is copied (SharedMessage) when the link is made, so
+    later messages, edits, regenerations or continues never change what it shows. It
+    stops serving when its owner revokes it, a moderator takes it down, or its owner is
+    suspended or deactivated (share_selectors.share_get_public checks all of them); it is
+    deleted with its conversation, and so with its owner's account."""
+
+    # secrets.token_urlsafe(24): 32 characters, 192 random bits; never the conversation's id.
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="share_links"
+    )
+    title = models.CharField(max_length=200, blank=True)  # the conversation's, when shared
+    show_owner_name = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    taken_down_at = models.DateTimeField(null=True, blank=True)
+    taken_down_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    taken_down_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A take-down always says why (the moderators' record of it).
+            models.CheckConstraint(
+                condition=Q(taken_down_at=None) | ~Q(taken_down_reason=""),
+                name="sharelink_take_down_has_reason",
+            ),
+        ]
+        indexes = [models.Index(fields=["conversation", "-created_at"], name="share_conv_recent")]
+
+    def __str__(self) -> str:
+        return f"Share of {self.title or 'a conversation'} ({self.created_at:%Y-%m-%d})"
+
+    @property
+    def display_title(self) -> str:
+        return self.title or "New conversation"
+
+
+class SharedMessage(models.Model):
+    """One message of a share as it was when shared: role, text, model and status copied.
+    `source` stays linked only so that a message hidden by moderation later is hidden in
+    the share too."""
+
+    share = models.ForeignKey(ShareLink, on_delete=models.CASCADE, related_name="messages")
+    source = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    position = models.PositiveIntegerField()
+    role = models.CharField(max_length=16, choices=Message.Role.choices)
+    content = models.TextField(blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Message.Status.choices)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    hidden = models.BooleanField(default=False)  # hidden by moderation when shared
+    created_at = models.DateTimeField()  # the message's own time
+
+    class Meta:
+        ordering = ["share", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["share", "position"], name="sharedmessage_position"),
+            models.CheckConstraint(
+                condition=~Q(status="streaming"), name="sharedmessage_never_streaming"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} #{self.position} of share {self.share_id}"

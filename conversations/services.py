@@ -35,6 +35,7 @@ from .models import (
     ChunkLog,
     Conversation,
     Message,
+    ShareLink,
     UserSettings,
 )
 
@@ -348,6 +349,9 @@ def conversation_delete_batched(*, conversations: QuerySet[Conversation]) -> Non
     per thousand messages, search index included) while every other writer waits."""
     pacer = _WritePacer()
     size = min(settings.CHATSITE_IMPORT_BATCH_ROWS, 500)
+    # Share links first: none may serve a conversation half deleted.
+    with pacer.transaction():
+        ShareLink.objects.filter(conversation__in=conversations).delete()
     messages = Message.objects.filter(conversation__in=conversations).order_by("-id")
     while ids := list(messages.values_list("pk", flat=True)[:size]):
         with pacer.transaction():

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import share_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -36,6 +36,13 @@ urlpatterns = [
         views.answer_feedback,
         name="answer_feedback",
     ),
+    path(
+        "conversations/<uuid:public_id>/share/",
+        share_views.share_create,
+        name="share_create",
+    ),
+    # Anyone with the link, signed in or not; the token is the only key.
+    path("share/<str:token>/", share_views.shared_conversation, name="shared_conversation"),
     path(
         "conversations/<uuid:public_id>/delete/",
         views.conversation_delete,

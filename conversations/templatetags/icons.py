@@ -34,6 +34,7 @@ PATHS: dict[str, tuple[str, ...]] = {
     "archive": ("M4 5h16v4H4z", "M5 9v10h14V9", "M10 13h4"),
     "trash": ("M4 7h16", "M9 7V4h6v3", "M6 7l1 13h10l1-13"),
     "download": ("M12 4v11", "M7 10l5 5 5-5", "M5 20h14"),
+    "share": ("M12 15V4", "M7 8l5-4 5 4", "M5 12v8h14v-8"),
     "sliders": ("M4 7h10", "M18 7h2", "M4 17h4", "M12 17h8", "M14 5v4", "M8 15v4"),
     "chevron-left": ("M15 6l-6 6 6 6",),
     "chevron-right": ("M9 6l6 6-6 6",),

@@ -217,6 +217,23 @@
       openDialog("report-dialog");
       return;
     }
+    var share = closest(evt, '[data-action="share"]');
+    if (share) {
+      var shareForm = document.querySelector("[data-share-form]");
+      if (!shareForm) return;
+      // A fresh dialog each time: "share up to here" names its answer, a link is made anew.
+      var upTo = share.getAttribute("data-message-id") || "";
+      shareForm.elements.up_to.value = upTo;
+      shareForm.elements.show_owner_name.checked = false;
+      var shareWhat = shareForm.querySelector("[data-share-what]");
+      if (shareWhat) shareWhat.textContent = upTo ? "up to this answer" : "this conversation";
+      var shareResult = $("share-result");
+      if (shareResult) shareResult.textContent = "";
+      var submit = shareForm.querySelector("[data-share-submit]");
+      if (submit) submit.hidden = false;
+      openDialog("share-dialog");
+      return;
+    }
     var again = closest(evt, '[data-action="regenerate-with"]');
     if (again) {
       var dialog2 = $("regenerate-dialog");
@@ -264,6 +281,27 @@
       if (result) result.textContent = "";
       say("Thank you. The moderators will look at it.");
     }, 1200);
+  });
+
+  // A link was made: show it selected, ready to copy, and offer no second link by mistake.
+  document.addEventListener("htmx:afterSwap", function (evt) {
+    if (!evt.target || evt.target.id !== "share-result") return;
+    var url = evt.target.querySelector("[data-share-url]");
+    var form = evt.target.closest("form");
+    var submit = form ? form.querySelector("[data-share-submit]") : null;
+    if (url && submit) submit.hidden = true;
+    if (url) { url.focus(); url.select(); }
+  });
+  document.addEventListener("click", function (evt) {
+    var button = closest(evt, '[data-action="copy-share-link"]');
+    if (!button) return;
+    var box = button.closest(".share-link");
+    var url = box ? box.querySelector("[data-share-url]") : null;
+    if (!url) return;
+    copyText(url.value, function () {
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = "Copy"; }, 1500);
+    });
   });
 
   // --- renaming a conversation inline: Enter saves (the form), Esc cancels ---------------
