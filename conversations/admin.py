@@ -205,7 +205,7 @@ class ShareLinkAdmin(ReasonRequiredMixin, admin.ModelAdmin):
     conversation. Taking one down asks why; the reason, who and when stay on the link and
     in admin's history of it."""
 
-    list_display = ("display_title", "owner", "created_at", "state", "conversation_link")
+    list_display = ("shared_title", "owner", "created_at", "state", "conversation_link")
     list_select_related = ("conversation__owner",)
     list_filter = (ShareStateFilter, "created_at")
     # A reported link's token finds its share (exactly: a prefix would be a guessing game).
@@ -241,6 +241,10 @@ class ShareLinkAdmin(ReasonRequiredMixin, admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # The change permission is for the take-down action; a share's page is read only.
         return obj is None and super().has_change_permission(request)
+
+    @admin.display(description="Title", ordering="title")
+    def shared_title(self, share: ShareLink) -> str:
+        return share.display_title
 
     @admin.display(description="Owner")
     def owner(self, share: ShareLink) -> Any:

@@ -318,6 +318,7 @@ class ShareLink(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = "shared conversation"
         constraints = [
             # A take-down always says why (the moderators' record of it).
             models.CheckConstraint(

@@ -8,7 +8,8 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from accounts.models import Quota, Suspension, UsageEvent
-from conversations import services, turn_services
+from conversations import services, share_services, turn_services
+from conversations.models import ShareLink
 from moderation.models import AccessLog, Flag, Policy, Rule
 from tests.conftest import make_user
 
@@ -38,6 +39,11 @@ MATRIX = {
     "/admin/conversations/conversation/{conversation}/reason/": [LOGIN, LOGIN, NO, NO, 405],
     "/admin/conversations/message/{message}/reason/": [LOGIN, LOGIN, NO, NO, 405],
     "/admin/conversations/conversation/text-search/": [LOGIN, LOGIN, NO, NO, OK],
+    # Shared conversations: moderators see the list; opening one asks for a reason first.
+    "/admin/conversations/sharelink/": [LOGIN, LOGIN, NO, OK, OK],
+    "/admin/conversations/sharelink/{share}/change/": [LOGIN, LOGIN, NO, OK, OK],
+    "/admin/conversations/sharelink/add/": [LOGIN, LOGIN, NO, NO, NO],
+    "/admin/conversations/sharelink/{share}/delete/": [LOGIN, LOGIN, NO, NO, NO],
     "/admin/auth/user/": [LOGIN, LOGIN, NO, NO, OK],
     "/admin/overview/": [LOGIN, LOGIN, NO, NO, OK],
 }
@@ -63,7 +69,9 @@ def world() -> dict[str, object]:
     Quota.objects.create(user=owner, messages_per_day=5)
     UsageEvent.objects.create(user=owner, kind="message")
     Suspension.objects.create(user=make_user("troll"), reason="r")
+    share = share_services.share_create(owner=owner, conversation=conversation)
     return {
+        "share": share.pk,
         "boss": boss,
         "flag": flag.pk,
         "log": log.pk,
@@ -157,3 +165,15 @@ def test_only_who_may_view_conversations_give_reasons_or_search_their_text(
             assert response.status_code in (LOGIN, NO)
             assert b"secret" not in response.content
         assert logged == 0
+
+
+@pytest.mark.parametrize("role", ["anonymous", "user", "staff"])
+def test_shares_cannot_be_taken_down_without_permission(
+    role: str, world: dict[str, object]
+) -> None:
+    client = _client(role, world)
+    client.post(
+        "/admin/conversations/sharelink/",
+        {"action": "take_down", "_selected_action": [world["share"]], "take_down_reason": "x"},
+    )
+    assert ShareLink.objects.get().taken_down_at is None

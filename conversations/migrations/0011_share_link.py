@@ -81,6 +81,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 "ordering": ["-created_at", "-id"],
+                "verbose_name": "shared conversation",
             },
         ),
         migrations.CreateModel(

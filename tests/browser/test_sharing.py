@@ -67,7 +67,8 @@ def test_share_an_answer_read_it_signed_out_revoke_it_and_it_is_gone(
     open_share_dialog(page)
     assert not page.is_checked("#share-dialog [name=show_owner_name]")  # off by default
     link = create_link(page)
-    assert link.startswith(f"{site}/share/") and conversation_url.split("/")[-2] not in link
+    assert link.startswith(f"{site}/share/")
+    assert conversation_url.split("/")[-2] not in link
     page.click('#share-dialog [data-action="copy-share-link"]')
     expect(page.locator('#share-dialog [data-action="copy-share-link"]')).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == link
@@ -92,7 +93,8 @@ def test_share_an_answer_read_it_signed_out_revoke_it_and_it_is_gone(
     expect(reader.locator(".message--assistant h2")).to_contain_text("Growing tomatoes")
     expect(reader.locator(".message--assistant strong").first).to_have_text("warmth")
     expect(reader.locator(".message--user")).to_have_text("How do I grow tomatoes?")
-    assert "A later answer." not in reader.content() and "ada" not in reader.inner_text("body")
+    assert "A later answer." not in reader.content()
+    assert "ada" not in reader.inner_text("body")
     assert reader.locator('meta[name="robots"]').get_attribute("content") == "noindex, nofollow"
     assert reader.locator("[ws-connect], #composer-input").count() == 0
     reader.goto(up_to_link)
@@ -106,7 +108,8 @@ def test_share_an_answer_read_it_signed_out_revoke_it_and_it_is_gone(
     expect(page.locator("#shares [role=status]")).to_contain_text("Revoked")
     expect(page.locator(f'input[value="{link}"]')).to_have_count(0)
     response = reader.goto(link)
-    assert response is not None and response.status == 404
+    assert response is not None
+    assert response.status == 404
     expect(reader.locator("h1")).to_have_text("Page not found")
     assert page.problems == []  # type: ignore[attr-defined]
     stranger.close()
@@ -148,6 +151,7 @@ def test_the_share_dialog_and_the_shared_page_read_well_on_a_phone_and_a_desktop
             reader.screenshot(
                 path=str(ARTIFACTS / f"share-page-{width}-{scheme}.png"), full_page=True
             )
-            assert look.problems == [] and reader.problems == []  # type: ignore[attr-defined]
+            assert look.problems == []  # type: ignore[attr-defined]
+            assert reader.problems == []  # type: ignore[attr-defined]
             signed_out.close()
             context.close()
