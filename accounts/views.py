@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model, login, logout
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
@@ -29,7 +30,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -107,6 +108,33 @@ def signup(request: HttpRequest) -> HttpResponse:
             blank = SignupForm(initial={"username": request.POST.get("username", "")})
             return _refused(request, "registration/signup.html", {"form": blank}, lockout)
     return render(request, "registration/signup.html", {"form": form})
+
+
+_password_signin = auth_views.LoginView.as_view(authentication_form=LoginForm)
+
+
+@require_http_methods(["GET", "POST"])
+def signin(request: HttpRequest) -> HttpResponse:
+    """Django's sign-in view with the site's form; with CHATSITE_LOCAL_SIGNIN_ENABLED off the
+    page offers the identity providers only and a posted password is refused unread."""
+    if request.method == "POST" and not settings.CHATSITE_LOCAL_SIGNIN_ENABLED:
+        context = {
+            "next": _next_url(request),
+            "refused_notice": "Passwords are not accepted here: sign in with your "
+            "organisation's account.",
+        }
+        return render(request, "registration/login.html", context, status=403)
+    return _password_signin(request)
+
+
+@require_http_methods(["GET", "POST"])
+def admin_signin(request: HttpRequest) -> HttpResponse:
+    """The admin's sign-in: its own password form, or, with local sign-in off, the site's
+    sign-in page (single sign-on), coming back to the admin."""
+    if settings.CHATSITE_LOCAL_SIGNIN_ENABLED:
+        return admin.site.login(request)
+    url = reverse("login") + "?" + urlencode({"next": _next_url(request) or reverse("admin:index")})
+    return HttpResponseRedirect(url)
 
 
 def _next_url(request: HttpRequest) -> str:
