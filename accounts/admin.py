@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.models import EmailAddress
 from allauth.socialaccount.models import SocialApp, SocialToken
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -20,8 +21,9 @@ from . import (
 from .models import Quota, Suspension, UsageEvent
 
 # Identity providers come from the environment only (README, Single sign-on), and their
-# secrets and tokens are never shown: allauth's admin pages for them are taken away.
-for _model in (SocialApp, SocialToken):
+# secrets and tokens are never shown: allauth's admin pages for them are taken away, and
+# its e-mail addresses too (the site reads a user's own address field, nothing else).
+for _model in (SocialApp, SocialToken, EmailAddress):
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
 

@@ -189,9 +189,7 @@ def username_free(*, wanted: str) -> str:
     150 characters)."""
     User = get_user_model()
     base = wanted[:140] or "user"
-    taken = set(
-        User.objects.filter(username__istartswith=base).values_list("username", flat=True)
-    )
+    taken = set(User.objects.filter(username__istartswith=base).values_list("username", flat=True))
     taken = {name.lower() for name in taken}
     if base.lower() not in taken:
         return base

@@ -154,6 +154,15 @@ def user_password_confirm(*, user: Account, password: Any) -> None:
         raise ValidationError("That password is not right. Nothing was deleted.")
 
 
+def user_deletion_confirm(*, user: Account, password: Any, username: Any) -> None:
+    """ValidationError unless the user confirmed: their password, or, for an account from
+    single sign-on (it has no password here), their username typed out."""
+    if user.has_usable_password():
+        user_password_confirm(user=user, password=password)
+    elif not isinstance(username, str) or username.strip() != user.get_username():
+        raise ValidationError("Type your username exactly as shown. Nothing was deleted.")
+
+
 def user_delete(*, user: Account) -> None:
     """Delete an account and everything in it (conversations, messages, settings). The
     caller has confirmed the password and stopped its streaming answers. The history goes

@@ -18,33 +18,66 @@ Every refusal is a page of the site's own (base.html, under its CSP) and changes
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.models import SocialLogin
+from allauth.socialaccount.providers.openid_connect import views as openid_connect_views
 from django.conf import settings
 from django.contrib.auth import login as django_login
 from django.contrib.auth.models import AbstractBaseUser
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
+
+from chatsite.middleware import policy_with_form_action
 
 from . import selectors, services
 from .throttling import client_address
 
+_Response = TypeVar("_Response", bound=HttpResponseBase)
 REFUSED_PAGE = "registration/sso_refused.html"
 # Sessions from single sign-on are the same sessions as a password's: the same backend
 # loads their user on every request and websocket.
 SESSION_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
-def refusal(request: HttpRequest, *, heading: str, notice: str, status: int) -> HttpResponse:
-    response = render(
-        request, REFUSED_PAGE, {"heading": heading, "notice": notice}, status=status
+def allow_provider_forms(response: _Response) -> _Response:
+    """A page with "Sign in with …" forms: their navigation may go on to the providers."""
+    origins = sorted(
+        {
+            "{0.scheme}://{0.netloc}".format(urlsplit(provider.issuer))
+            for provider in settings.CHATSITE_OIDC_PROVIDERS
+        }
     )
+    if origins:
+        response["Content-Security-Policy"] = policy_with_form_action(*origins)
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def provider_login(request: HttpRequest, provider_id: str) -> HttpResponseBase:
+    """allauth's start of a sign-in (a POST from the sign-in page; a GET gets its page
+    asking for that POST), under a policy that lets the form go on to the provider."""
+    process = request.POST.get("process") or request.GET.get("process") or "login"
+    if process != "login":
+        # allauth's "connect" would link a provider's identity to whoever is signed in,
+        # outside the rules below: the site signs people in, it does not link on request.
+        return refusal(
+            request,
+            heading="Single sign-on did not start",
+            notice="Only signing in is offered here. Nothing was changed.",
+            status=400,
+        )
+    return allow_provider_forms(openid_connect_views.login(request, provider_id))
+
+
+def refusal(request: HttpRequest, *, heading: str, notice: str, status: int) -> HttpResponse:
+    response = render(request, REFUSED_PAGE, {"heading": heading, "notice": notice}, status=status)
     add_never_cache_headers(response)
     return response
 
@@ -80,6 +113,13 @@ def email_domain_allowed(*, email: str, verified: bool) -> bool:
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def pre_social_login(self, request: HttpRequest, sociallogin: SocialLogin) -> None:
+        if (sociallogin.state or {}).get("process", "login") != "login":
+            _refuse(
+                request,
+                heading="Single sign-on did not complete",
+                notice="Only signing in is offered here. Nothing was changed.",
+                status=400,
+            )
         email, verified = provider_email(sociallogin)
         if not email_domain_allowed(email=email, verified=verified):
             domains = ", ".join(settings.CHATSITE_SSO_EMAIL_DOMAINS)
@@ -182,7 +222,7 @@ class AccountAdapter(DefaultAccountAdapter):
         return super().pre_login(request, user, **kwargs)
 
     def login(self, request: HttpRequest, user: AbstractBaseUser) -> None:
-        django_login(request, user, backend=SESSION_BACKEND)
+        django_login(request, user, backend=SESSION_BACKEND)  # type: ignore[arg-type]
 
     def add_message(self, *args: Any, **kwargs: Any) -> None:
         pass  # the site shows no flash messages: they would pile up in the session

@@ -2,9 +2,9 @@
 holds. Mounted at the site's root (chatsite/urls.py)."""
 
 from allauth.socialaccount import views as socialaccount_views
-from allauth.socialaccount.providers.openid_connect import urls as openid_connect_urls
+from allauth.socialaccount.providers.openid_connect import views as openid_connect_views
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import path
 
 from . import sso, views
 
@@ -16,7 +16,16 @@ urlpatterns = [
     # Single sign-on: django-allauth's OpenID Connect views only (accounts/oidc/<provider>/
     # login/ and login/callback/; a provider not configured is a 404) and the pages its flow
     # names, in the site's templates. None of allauth's local account views is mounted.
-    path("accounts/", include(openid_connect_urls)),
+    path(
+        "accounts/oidc/<str:provider_id>/login/",
+        sso.provider_login,
+        name="openid_connect_login",
+    ),
+    path(
+        "accounts/oidc/<str:provider_id>/login/callback/",
+        openid_connect_views.callback,
+        name="openid_connect_callback",
+    ),
     path(
         "accounts/sso/cancelled/",
         socialaccount_views.login_cancelled,

@@ -23,6 +23,7 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseBase,
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
@@ -44,7 +45,7 @@ from conversations.portability import exports, parsing, reading, writing
 from conversations.streaming import broadcast
 from moderation import selectors as moderation_selectors
 
-from . import selectors, services
+from . import selectors, services, sso
 from .forms import LoginForm
 from .throttling import client_address
 
@@ -114,7 +115,7 @@ _password_signin = auth_views.LoginView.as_view(authentication_form=LoginForm)
 
 
 @require_http_methods(["GET", "POST"])
-def signin(request: HttpRequest) -> HttpResponse:
+def signin(request: HttpRequest) -> HttpResponseBase:
     """Django's sign-in view with the site's form; with CHATSITE_LOCAL_SIGNIN_ENABLED off the
     page offers the identity providers only and a posted password is refused unread."""
     if request.method == "POST" and not settings.CHATSITE_LOCAL_SIGNIN_ENABLED:
@@ -123,8 +124,10 @@ def signin(request: HttpRequest) -> HttpResponse:
             "refused_notice": "Passwords are not accepted here: sign in with your "
             "organisation's account.",
         }
-        return render(request, "registration/login.html", context, status=403)
-    return _password_signin(request)
+        return sso.allow_provider_forms(
+            render(request, "registration/login.html", context, status=403)
+        )
+    return sso.allow_provider_forms(_password_signin(request))
 
 
 @require_http_methods(["GET", "POST"])
@@ -176,7 +179,7 @@ def signin_refused(
         }
         return _refused(request, "registration/admin_login_refused.html", context, lockout)
     context = {"form": LoginForm(request, initial=initial), "next": _next_url(request)}
-    return _refused(request, "registration/login.html", context, lockout)
+    return sso.allow_provider_forms(_refused(request, "registration/login.html", context, lockout))
 
 
 # --- the settings page ----------------------------------------------------------------------
@@ -360,11 +363,14 @@ def _import_context(*, job: ImportJob | None) -> dict[str, Any]:
 @require_POST
 @login_required
 async def account_delete(request: HttpRequest) -> HttpResponse:
-    """Delete the account and all its data, after the password is confirmed."""
+    """Delete the account and all its data, after the password (or, with no password, the
+    username) is confirmed."""
     user = account_of(await request.auser())
     try:
-        await sync_to_async(services.user_password_confirm)(
-            user=user, password=request.POST.get("password")
+        await sync_to_async(services.user_deletion_confirm)(
+            user=user,
+            password=request.POST.get("password"),
+            username=request.POST.get("confirm_username"),
         )
     except ValidationError as exc:
         choices = await _model_choices(request)

@@ -94,7 +94,9 @@ def email_domains_from_env(environ: Mapping[str, str]) -> list[str]:
         domain = item.strip().lower().lstrip("@")
         if not domain:
             continue
-        if not re.match(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$", domain):
+        if not re.match(
+            r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$", domain
+        ):
             raise ImproperlyConfigured(
                 f"CHATSITE_SSO_EMAIL_DOMAINS: {item.strip()!r} is not a domain (example.com)."
             )

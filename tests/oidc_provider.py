@@ -16,7 +16,7 @@ import oidc_provider_mock
 import werkzeug.serving
 
 CLIENT_ID = "chatsite-test-client"
-CLIENT_SECRET = "oidc-client-secret-that-must-never-show-7f3a"  # noqa: S105
+CLIENT_SECRET = "oidc-client-secret-that-must-never-show-7f3a"
 
 
 class OidcProvider:

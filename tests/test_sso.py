@@ -12,6 +12,7 @@ import subprocess
 import sys
 import urllib.parse
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,8 @@ def test_a_forged_callback_without_the_sessions_state_signs_nobody_in(sso: OidcP
     assert signed_in_as(client) is None
     assert not User.objects.exists()
     body = response.content.decode()
-    assert "Sign-in failed" in body and 'rel="stylesheet"' in body  # the site's own frame
+    assert "Sign-in failed" in body
+    assert 'rel="stylesheet"' in body
 
 
 def test_the_first_sso_account_becomes_the_superuser_and_the_second_does_not(
@@ -122,10 +124,12 @@ def test_the_first_sso_account_becomes_the_superuser_and_the_second_does_not(
     response = sso_sign_in(
         first, sso, "ada", email="ada@example.com", email_verified=True, preferred_username="ada"
     )
-    assert response.status_code == 302 and response["Location"] == "/"
+    assert response.status_code == 302
+    assert response["Location"] == "/"
     assert signed_in_as(first) == "ada"
     ada = User.objects.get(username="ada")
-    assert ada.is_superuser and ada.is_staff
+    assert ada.is_superuser
+    assert ada.is_staff
     assert not ada.has_usable_password()
     assert ada.email == "ada@example.com"
     assert first.get("/admin/").status_code == 200  # the admin works for the superuser
@@ -134,7 +138,8 @@ def test_the_first_sso_account_becomes_the_superuser_and_the_second_does_not(
     sso_sign_in(second, sso, "bob-sub", email="bob@example.com", email_verified=True)
     bob = User.objects.get(email="bob@example.com")
     assert bob.username == "bob"  # from the address: no preferred_username given
-    assert not bob.is_superuser and not bob.is_staff
+    assert not bob.is_superuser
+    assert not bob.is_staff
     assert signed_in_as(second) == "bob"
     assert SocialAccount.objects.filter(provider="corp").count() == 2
     # Each new account counted against the address, like a local sign-up.
@@ -175,13 +180,14 @@ def test_a_suspended_sso_user_is_refused_like_a_local_one(sso: OidcProvider) -> 
     sso_sign_in(Client(), sso, "troll", email="troll@example.com", email_verified=True)
     troll = User.objects.get(username="troll")
     Suspension.objects.create(
-        user=troll, until=timezone.now() + timezone.timedelta(days=2), reason="Spamming."
+        user=troll, until=timezone.now() + timedelta(days=2), reason="Spamming."
     )
     client = Client()
     response = sso_sign_in(client, sso, "troll", email="troll@example.com", email_verified=True)
     assert response.status_code == 403
     body = response.content.decode()
-    assert "Account suspended" in body and "Spamming." in body
+    assert "Account suspended" in body
+    assert "Spamming." in body
     assert signed_in_as(client) is None
     assert client.get("/").status_code == 302  # to the sign-in page: not signed in
 
@@ -217,7 +223,9 @@ def test_an_unverified_address_never_takes_over_the_account_that_has_it(
     assert User.objects.count() == 2
     assert not SocialAccount.objects.exists()
     # The same with the claim false rather than missing.
-    response = sso_sign_in(Client(), sso, "impostor", email="grace@example.com", email_verified=False)
+    response = sso_sign_in(
+        Client(), sso, "impostor", email="grace@example.com", email_verified=False
+    )
     assert response.status_code == 409
     assert not SocialAccount.objects.exists()
 
@@ -228,7 +236,9 @@ def test_a_suspended_account_is_not_linked_either(sso: OidcProvider) -> None:
     local.email = "grace@example.com"
     local.save()
     Suspension.objects.create(user=local, until=None, reason="Cooling off.")
-    response = sso_sign_in(Client(), sso, "grace-sub", email="grace@example.com", email_verified=True)
+    response = sso_sign_in(
+        Client(), sso, "grace-sub", email="grace@example.com", email_verified=True
+    )
     assert response.status_code == 403
     assert not SocialAccount.objects.exists()
 
@@ -249,7 +259,8 @@ def test_with_local_sign_in_off_only_the_provider_signs_in(sso_only: OidcProvide
     page = Client().get("/accounts/login/")
     body = page.content.decode()
     assert "Sign in with Example SSO" in body
-    assert 'name="password"' not in body and 'action="/accounts/login/"' not in body
+    assert 'name="password"' not in body
+    assert 'action="/accounts/login/"' not in body
     assert "Create one" not in body
     # A password posted anyway is refused unread, the right one too.
     client = Client()
@@ -289,10 +300,13 @@ def test_the_domain_allow_list_refuses_other_domains_and_creates_nothing(
     response = sso_sign_in(client, sso, "eve", email="eve@elsewhere.org", email_verified=True)
     assert response.status_code == 403
     body = response.content.decode()
-    assert "This address cannot sign in here" in body and "example.com" in body
-    assert "No account was created" in body and 'rel="stylesheet"' in body
+    assert "This address cannot sign in here" in body
+    assert "example.com" in body
+    assert "No account was created" in body
+    assert 'rel="stylesheet"' in body
     assert signed_in_as(client) is None
-    assert not User.objects.exists() and not SocialAccount.objects.exists()
+    assert not User.objects.exists()
+    assert not SocialAccount.objects.exists()
     assert not SignupRecord.objects.exists()
 
 
@@ -330,7 +344,8 @@ ALLAUTH_LOCAL_PAGES = [
 
 def test_without_a_provider_the_site_is_as_before(client: Client) -> None:
     body = client.get("/accounts/login/").content.decode()
-    assert "Sign in with" not in body and "auth-or" not in body
+    assert "Sign in with" not in body
+    assert "auth-or" not in body
     assert 'name="password"' in body
     for path in ALLAUTH_LOCAL_PAGES:
         assert client.get(path).status_code == 404, path
@@ -341,11 +356,13 @@ def test_without_a_provider_the_site_is_as_before(client: Client) -> None:
     # The site's own sign-in and sign-up are what they were (axes counts a failure).
     make_user("boss")
     refused = client.post("/accounts/login/", {"username": "boss", "password": "wrong"})
-    assert refused.status_code == 200 and "correct username and password" in refused.content.decode()
+    assert refused.status_code == 200
+    assert "correct username and password" in refused.content.decode()
     signed = client.post(
         "/accounts/login/", {"username": "boss", "password": "a-long-enough-password"}
     )
-    assert signed.status_code == 302 and signed_in_as(client) == "boss"
+    assert signed.status_code == 302
+    assert signed_in_as(client) == "boss"
 
 
 def test_axes_still_limits_the_sign_in_form_with_a_provider_configured(
@@ -421,7 +438,8 @@ def test_several_providers_each_get_a_button(provider: OidcProvider, settings: A
     env["CHATSITE_OIDC_PROVIDERS"] = "corp, partner"
     configure(settings, env)
     body = Client().get("/accounts/login/").content.decode()
-    assert "Sign in with Corp" in body and "Sign in with Partner" in body
+    assert "Sign in with Corp" in body
+    assert "Sign in with Partner" in body
     started = Client().post("/accounts/oidc/partner/login/")
     assert started["Location"].startswith(provider.issuer)
 
@@ -432,3 +450,37 @@ def test_the_secret_is_never_logged(sso: OidcProvider, caplog: pytest.LogCapture
     assert User.objects.filter(username="ada").exists()
     assert CLIENT_SECRET not in caplog.text
     assert CLIENT_SECRET not in repr(oidc.providers_from_env(sso.env(), debug=True))
+
+
+def test_an_sso_account_deletes_itself_by_typing_its_username(sso: OidcProvider) -> None:
+    make_user("boss")
+    client = Client()
+    sso_sign_in(client, sso, "ada", email="ada@example.com", email_verified=True)
+    page = client.get("/settings/").content.decode()
+    assert 'name="confirm_username"' in page
+    assert 'name="password"' not in page
+    wrong = client.post("/settings/delete-account/", {"confirm_username": "someone"})
+    assert wrong.status_code == 400
+    assert "Nothing was deleted" in wrong.content.decode()
+    assert User.objects.filter(username="ada").exists()
+    right = client.post("/settings/delete-account/", {"confirm_username": "ada"})
+    assert right.status_code == 302
+    assert not User.objects.filter(username="ada").exists()
+    assert not SocialAccount.objects.exists()
+
+
+def test_allauths_connect_process_is_refused(sso: OidcProvider) -> None:
+    """A signed-in user cannot have a provider's identity linked to their account by asking
+    allauth to "connect" it: only signing in is offered."""
+    make_user("boss")
+    carol = make_user("carol")
+    client = Client()
+    client.force_login(carol)
+    for started in (
+        client.post(LOGIN, {"process": "connect"}),
+        client.post(f"{LOGIN}?process=connect"),
+        client.post(LOGIN, {"process": "redirect"}),
+    ):
+        assert started.status_code == 400
+        assert "Only signing in is offered here" in started.content.decode()
+    assert not SocialAccount.objects.exists()
