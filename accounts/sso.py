@@ -241,3 +241,15 @@ def signup_unreachable(request: HttpRequest) -> HttpResponse:
         notice="The identity provider's answer could not be used here. No account was created.",
         status=400,
     )
+
+
+@require_GET
+def login_cancelled(request: HttpRequest) -> HttpResponse:
+    """Where allauth sends someone who turned the provider down (its own view reverses
+    allauth's sign-in page, which is not mounted)."""
+    return render(request, "socialaccount/login_cancelled.html")
+
+
+@require_GET
+def login_error(request: HttpRequest) -> HttpResponse:
+    return render(request, "socialaccount/authentication_error.html", status=401)

@@ -1,7 +1,6 @@
 """The account's addresses: signing in and out, signing up, the settings page and what it
 holds. Mounted at the site's root (chatsite/urls.py)."""
 
-from allauth.socialaccount import views as socialaccount_views
 from allauth.socialaccount.providers.openid_connect import views as openid_connect_views
 from django.contrib.auth import views as auth_views
 from django.urls import path
@@ -26,12 +25,8 @@ urlpatterns = [
         openid_connect_views.callback,
         name="openid_connect_callback",
     ),
-    path(
-        "accounts/sso/cancelled/",
-        socialaccount_views.login_cancelled,
-        name="socialaccount_login_cancelled",
-    ),
-    path("accounts/sso/error/", socialaccount_views.login_error, name="socialaccount_login_error"),
+    path("accounts/sso/cancelled/", sso.login_cancelled, name="socialaccount_login_cancelled"),
+    path("accounts/sso/error/", sso.login_error, name="socialaccount_login_error"),
     path("accounts/sso/signup/", sso.signup_unreachable, name="socialaccount_signup"),
     path("settings/", views.user_settings, name="user_settings"),
     path("settings/export.zip", views.export_all, name="export_all"),

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from allauth.socialaccount.models import SocialAccount
 from django.contrib.auth import get_user_model
@@ -24,6 +25,8 @@ from django.utils import timezone
 
 from accounts.models import SignupRecord, Suspension
 from chatsite import oidc
+from chatsite.logging import RedactSecretsFilter
+from chatsite.middleware import POLICY
 from tests.conftest import make_user
 from tests.oidc_provider import CLIENT_SECRET, OidcProvider
 
@@ -484,3 +487,55 @@ def test_allauths_connect_process_is_refused(sso: OidcProvider) -> None:
         assert started.status_code == 400
         assert "Only signing in is offered here" in started.content.decode()
     assert not SocialAccount.objects.exists()
+
+
+def test_a_log_line_that_quotes_the_secret_has_it_redacted(sso: OidcProvider) -> None:
+    record = logging.LogRecord(
+        "allauth", logging.ERROR, __file__, 1, "token request failed: %s", (CLIENT_SECRET,), None
+    )
+    RedactSecretsFilter().filter(record)
+    assert CLIENT_SECRET not in record.getMessage()
+    assert "[redacted]" in record.getMessage()
+
+
+def test_denying_at_the_provider_is_a_page_of_the_sites_own(sso: OidcProvider) -> None:
+    client = Client()
+    started = client.post(LOGIN)
+    # The provider's "Deny" (this one sends no state back: allauth cannot tie the answer
+    # to the sign-in, so it is a failure rather than a cancellation).
+    denied = httpx.post(started["Location"], data={"action": "deny"})
+    back = urllib.parse.urlsplit(denied.headers["location"])
+    failed = client.get(f"{back.path}?{back.query}")
+    assert failed.status_code == 401
+    assert "Sign-in failed" in failed.content.decode()
+    # A provider that sends the state back with access_denied: the cancelled page.
+    started = client.post(LOGIN)
+    state = urllib.parse.parse_qs(urllib.parse.urlsplit(started["Location"]).query)["state"][0]
+    response = client.get(
+        "/accounts/oidc/corp/login/callback/",
+        {"error": "access_denied", "state": state},
+        follow=True,
+    )
+    body = response.content.decode()
+    assert response.redirect_chain[-1][0] == "/accounts/sso/cancelled/"
+    assert "Sign-in cancelled" in body
+    assert 'rel="stylesheet"' in body
+    assert "<style" not in body
+    assert signed_in_as(client) is None
+
+
+def test_a_get_to_the_providers_login_asks_for_a_post_on_a_page_of_the_sites_own(
+    sso: OidcProvider,
+) -> None:
+    response = Client().get(LOGIN)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Sign in with Example SSO" in body
+    assert 'method="post"' in body
+    assert "csrfmiddlewaretoken" in body
+    assert "<style" not in body
+    assert "<script>" not in body
+    assert f"form-action 'self' {sso.issuer}" in response["Content-Security-Policy"]
+    # The sign-in page's policy lets its buttons' forms go on to the provider, and no further.
+    policy = Client().get("/accounts/login/")["Content-Security-Policy"]
+    assert policy == POLICY.replace("form-action 'self'", f"form-action 'self' {sso.issuer}")

@@ -4,6 +4,7 @@ port; the whole redirect flow, then a conversation over the websocket like anyon
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -131,3 +132,41 @@ def test_sign_in_through_the_provider_and_chat(
     # No error on the site's pages (the provider's page fetches a stylesheet from a CDN that
     # this machine cannot reach: its own business).
     assert [(url, text) for url, text in errors if url.startswith(base)] == []
+
+
+@pytest.fixture
+def sso_only_site(provider: OidcProvider, tmp_path: Path) -> Iterator[str]:
+    env = {
+        **provider.env(name="Example SSO"),
+        "CHATSITE_LOCAL_SIGNIN_ENABLED": "0",
+        "CHATSITE_SSO_EMAIL_DOMAINS": "example.com",
+    }
+    with live_site(tmp_path, env) as base:
+        yield base
+
+
+def test_sso_only_and_a_refused_domain(
+    page: Page, sso_only_site: str, provider: OidcProvider, tmp_path: Path
+) -> None:
+    base = sso_only_site
+    provider.set_user("eve", email="eve@elsewhere.org", email_verified=True)
+    page.add_init_script(CSP_WATCH)
+    page.goto(f"{base}/accounts/login/")
+    expect(page.locator("input[type=password]")).to_have_count(0)
+    expect(page.get_by_text("No account yet?")).to_have_count(0)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "sso-signin-provider-only.png"))
+    assert page.evaluate("window.__csp") == []
+
+    page.get_by_role("button", name="Sign in with Example SSO").click()
+    page.wait_for_url(f"{provider.issuer}/oauth2/authorize?*")
+    page.get_by_placeholder("sub").fill("eve")
+    page.get_by_role("button", name="Authorize").click()
+    page.wait_for_url(f"{base}/accounts/oidc/corp/login/callback/?*")
+    expect(page.get_by_role("heading", name="This address cannot sign in here")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("verified addresses at example.com only")
+    page.screenshot(path=str(ARTIFACTS / "sso-refused-domain.png"))
+    assert page.evaluate("window.__csp") == []
+    with sqlite3.connect(tmp_path / "site.sqlite3") as db:
+        assert db.execute("select count(*) from auth_user").fetchone() == (0,)
+        assert db.execute("select count(*) from socialaccount_socialaccount").fetchone() == (0,)
