@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.models import EmailAddress
+from allauth.socialaccount.models import SocialApp, SocialToken
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms import ModelForm
@@ -17,6 +19,13 @@ from . import (
     user_admin,  # noqa: F401  # registers the user admin with its data actions
 )
 from .models import Quota, Suspension, UsageEvent
+
+# Identity providers come from the environment only (README, Single sign-on), and their
+# secrets and tokens are never shown: allauth's admin pages for them are taken away, and
+# its e-mail addresses too (the site reads a user's own address field, nothing else).
+for _model in (SocialApp, SocialToken, EmailAddress):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
 
 
 class SuspensionForm(ModelForm):

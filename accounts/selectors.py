@@ -171,3 +171,29 @@ def usage_overview(*, since: datetime) -> UsageOverview:
             tokens.values("user__username").annotate(tokens=Sum("tokens")).order_by("-tokens")[:10]
         ),
     )
+
+
+# --- single sign-on ------------------------------------------------------------------------
+
+
+def users_with_email(*, email: str) -> list[Any]:
+    """The accounts whose address is this one (any case): candidates for linking a
+    provider's sign-in to an existing account."""
+    if not email:
+        return []
+    return list(get_user_model().objects.filter(email__iexact=email).order_by("pk")[:2])
+
+
+def username_free(*, wanted: str) -> str:
+    """`wanted` if no account has it, else `wanted2`, `wanted3`, … (within the field's
+    150 characters)."""
+    User = get_user_model()
+    base = wanted[:140] or "user"
+    taken = set(User.objects.filter(username__istartswith=base).values_list("username", flat=True))
+    taken = {name.lower() for name in taken}
+    if base.lower() not in taken:
+        return base
+    number = 2
+    while f"{base}{number}".lower() in taken:
+        number += 1
+    return f"{base}{number}"

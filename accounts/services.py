@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -107,8 +109,9 @@ def signin_failures_forget(*, username: str | None) -> int:
     return deleted
 
 
-def user_create(*, username: str, password: str, email: str = "") -> AbstractBaseUser:
-    """Create an account; the very first account of the site becomes its superuser."""
+def user_create(*, username: str, password: str | None, email: str = "") -> AbstractBaseUser:
+    """Create an account; the very first account of the site becomes its superuser.
+    No password (an account from single sign-on): one that no password matches."""
     User = get_user_model()
     with transaction.atomic():
         first = not User.objects.exists()
@@ -117,10 +120,47 @@ def user_create(*, username: str, password: str, email: str = "") -> AbstractBas
         return User.objects.create_user(username=username, email=email, password=password)
 
 
+def user_create_from_sso(
+    *,
+    username_hint: str,
+    email: str,
+    address: str | None,
+    link: Callable[[AbstractBaseUser], None],
+) -> AbstractBaseUser:
+    """An account for someone an identity provider signed in, counted against the
+    sign-up limit like a local one (SignupLimitReached: nothing written), created by
+    user_create (so the very first account is the superuser), and linked to the
+    provider's identity by `link` in the same transaction."""
+    with transaction.atomic():
+        signup_record(address=address)
+        user = user_create(
+            username=selectors.username_free(wanted=username_from_hint(username_hint)),
+            password=None,
+            email=email,
+        )
+        link(user)
+        return user
+
+
+def username_from_hint(hint: str) -> str:
+    """A username Django accepts (letters, digits and @.+-_) from what a provider said."""
+    cleaned = re.sub(r"[^\w.@+-]", "", hint.strip().replace(" ", "."), flags=re.ASCII)
+    return cleaned[:140] or "user"
+
+
 def user_password_confirm(*, user: Account, password: Any) -> None:
     """ValidationError unless this is the user's password (before anything irreversible)."""
     if not isinstance(password, str) or not password or not user.check_password(password):
         raise ValidationError("That password is not right. Nothing was deleted.")
+
+
+def user_deletion_confirm(*, user: Account, password: Any, username: Any) -> None:
+    """ValidationError unless the user confirmed: their password, or, for an account from
+    single sign-on (it has no password here), their username typed out."""
+    if user.has_usable_password():
+        user_password_confirm(user=user, password=password)
+    elif not isinstance(username, str) or username.strip() != user.get_username():
+        raise ValidationError("Type your username exactly as shown. Nothing was deleted.")
 
 
 def user_delete(*, user: Account) -> None:

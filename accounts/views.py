@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model, login, logout
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
@@ -22,6 +23,7 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseBase,
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
@@ -29,7 +31,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -43,7 +45,7 @@ from conversations.portability import exports, parsing, reading, writing
 from conversations.streaming import broadcast
 from moderation import selectors as moderation_selectors
 
-from . import selectors, services
+from . import selectors, services, sso
 from .forms import LoginForm
 from .throttling import client_address
 
@@ -109,6 +111,35 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "registration/signup.html", {"form": form})
 
 
+_password_signin = auth_views.LoginView.as_view(authentication_form=LoginForm)
+
+
+@require_http_methods(["GET", "POST"])
+def signin(request: HttpRequest) -> HttpResponseBase:
+    """Django's sign-in view with the site's form; with CHATSITE_LOCAL_SIGNIN_ENABLED off the
+    page offers the identity providers only and a posted password is refused unread."""
+    if request.method == "POST" and not settings.CHATSITE_LOCAL_SIGNIN_ENABLED:
+        context = {
+            "next": _next_url(request),
+            "refused_notice": "Passwords are not accepted here: sign in with your "
+            "organisation's account.",
+        }
+        return sso.allow_provider_forms(
+            render(request, "registration/login.html", context, status=403)
+        )
+    return sso.allow_provider_forms(_password_signin(request))
+
+
+@require_http_methods(["GET", "POST"])
+def admin_signin(request: HttpRequest) -> HttpResponse:
+    """The admin's sign-in: its own password form, or, with local sign-in off, the site's
+    sign-in page (single sign-on), coming back to the admin."""
+    if settings.CHATSITE_LOCAL_SIGNIN_ENABLED:
+        return admin.site.login(request)
+    url = reverse("login") + "?" + urlencode({"next": _next_url(request) or reverse("admin:index")})
+    return HttpResponseRedirect(url)
+
+
 def _next_url(request: HttpRequest) -> str:
     url = request.POST.get("next") or request.GET.get("next", "")
     safe = url_has_allowed_host_and_scheme(
@@ -148,7 +179,7 @@ def signin_refused(
         }
         return _refused(request, "registration/admin_login_refused.html", context, lockout)
     context = {"form": LoginForm(request, initial=initial), "next": _next_url(request)}
-    return _refused(request, "registration/login.html", context, lockout)
+    return sso.allow_provider_forms(_refused(request, "registration/login.html", context, lockout))
 
 
 # --- the settings page ----------------------------------------------------------------------
@@ -354,11 +385,14 @@ def share_revoke(request: HttpRequest, share_id: int) -> HttpResponse:
 @require_POST
 @login_required
 async def account_delete(request: HttpRequest) -> HttpResponse:
-    """Delete the account and all its data, after the password is confirmed."""
+    """Delete the account and all its data, after the password (or, with no password, the
+    username) is confirmed."""
     user = account_of(await request.auser())
     try:
-        await sync_to_async(services.user_password_confirm)(
-            user=user, password=request.POST.get("password")
+        await sync_to_async(services.user_deletion_confirm)(
+            user=user,
+            password=request.POST.get("password"),
+            username=request.POST.get("confirm_username"),
         )
     except ValidationError as exc:
         choices = await _model_choices(request)

@@ -1,4 +1,5 @@
-"""A logging filter that keeps the upstream API key out of every log line."""
+"""A logging filter that keeps the upstream API key (and single sign-on's client secrets)
+out of every log line."""
 
 import logging
 
@@ -12,6 +13,8 @@ class RedactSecretsFilter(logging.Filter):
             for key in (
                 getattr(settings, "OPENAI_API_KEY", ""),
                 getattr(settings, "CHATSITE_DEMO_API_KEY", ""),
+                # single sign-on's client secrets (an error quoting a token request)
+                *(p.secret for p in getattr(settings, "CHATSITE_OIDC_PROVIDERS", ())),
             )
             if key and len(key) >= 8
         ]

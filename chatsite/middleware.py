@@ -29,6 +29,15 @@ POLICY = "; ".join(
 )
 
 
+def policy_with_form_action(*origins: str) -> str:
+    """The policy, with forms also allowed to go to these origins: the sign-in page's
+    single sign-on buttons post to the site, which redirects the form's navigation to the
+    identity provider, and browsers hold that redirect to form-action too."""
+    if not origins:
+        return POLICY
+    return POLICY.replace("form-action 'self'", " ".join(["form-action 'self'", *origins]))
+
+
 class _ResponseMiddleware:
     """A middleware that only looks at the response (its view runs untouched), in a sync
     or an async stack alike: `after` on the response; `aafter` where the async stack must

@@ -15,6 +15,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from chatsite import oidc
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -67,6 +69,12 @@ INSTALLED_APPS = [
     "channels",
     "template_partials",
     "django_htmx",
+    # Single sign-on (README, Single sign-on): only the OpenID Connect provider's views are
+    # mounted (accounts/urls.py); sign-in and sign-up pages stay the site's own.
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "conversations",
     "moderation",
     "accounts",
@@ -89,6 +97,8 @@ MIDDLEWARE = [
     "accounts.middleware.SuspensionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # django-allauth's request context for its single sign-on views (it requires it).
+    "allauth.account.middleware.AccountMiddleware",
     # Last, as axes requires: turns a refused sign-in into the page that says when to retry.
     "axes.middleware.AxesMiddleware",
 ]
@@ -106,6 +116,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "conversations.context_processors.chatsite",
+                "accounts.context_processors.sign_in",
             ],
         },
     },
@@ -181,6 +192,39 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 CHATSITE_SIGNUP_ENABLED = env_bool("CHATSITE_SIGNUP_ENABLED", True)
+
+# --- Single sign-on (django-allauth, OpenID Connect; README, Single sign-on) -------------
+CHATSITE_OIDC_PROVIDERS = oidc.providers_from_env(os.environ, debug=DEBUG)
+# Off: the sign-in page has no password form and refuses one posted (the admin's too);
+# only the identity providers sign anyone in. Local sign-up closes with it.
+CHATSITE_LOCAL_SIGNIN_ENABLED = env_bool("CHATSITE_LOCAL_SIGNIN_ENABLED", True)
+if not CHATSITE_LOCAL_SIGNIN_ENABLED:
+    if not CHATSITE_OIDC_PROVIDERS:
+        raise ImproperlyConfigured(
+            "CHATSITE_LOCAL_SIGNIN_ENABLED=0 needs CHATSITE_OIDC_PROVIDERS: "
+            "otherwise nobody could sign in."
+        )
+    CHATSITE_SIGNUP_ENABLED = False
+# Single sign-on only for addresses in these domains, and only with the provider's word
+# that the address is verified (empty: any address, verified or not).
+CHATSITE_SSO_EMAIL_DOMAINS = oidc.email_domains_from_env(os.environ)
+SOCIALACCOUNT_PROVIDERS = oidc.socialaccount_providers(CHATSITE_OIDC_PROVIDERS)
+SOCIALACCOUNT_ADAPTER = "accounts.sso.SocialAccountAdapter"
+ACCOUNT_ADAPTER = "accounts.sso.AccountAdapter"
+# The provider's sign-in is the sign-up: no allauth form in between (accounts/sso.py
+# decides every case that allauth would have sent to it).
+SOCIALACCOUNT_AUTO_SIGNUP = True
+# A sign-in starts with a POST from the site's page (CSRF-protected), never a GET.
+SOCIALACCOUNT_LOGIN_ON_GET = False
+# Linking by e-mail is decided in accounts/sso.py (only a provider-verified address).
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_UNIQUE_EMAIL = False
+# The provider's tokens are not kept: the site needs who signed in, not access to them.
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 10
 
 # --- Sign-in and sign-up limits (django-axes for sign-ins) ------------------------------
 # Failed sign-ins (site and admin alike) are counted per account and, separately, per

@@ -4,6 +4,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.templatetags.static import static
 from django.urls import include, path
 
+from accounts import views as account_views
 from moderation import overview
 
 
@@ -15,6 +16,8 @@ def favicon(request: HttpRequest) -> HttpResponseRedirect:
 urlpatterns = [
     path("favicon.ico", favicon),
     path("admin/overview/", overview.overview, name="admin_overview"),
+    # Before the admin's own: with local sign-in off its password form is not offered.
+    path("admin/login/", account_views.admin_signin),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("", include("conversations.urls")),

@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "accounts.forms",
             "accounts.context_processors",
             "accounts.middleware",
+            "accounts.sso",
             "accounts.user_admin",
             "moderation.admin",
             "moderation.access",
