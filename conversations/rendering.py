@@ -193,7 +193,6 @@ def _cell_align(state: Any) -> None:
 # formulas are rendered inside the frames of a streaming answer.
 MAX_FORMULA = 2000  # characters
 _MAX_FORMULA_DEPTH = 40  # groups, \left…\right and environments inside one another
-_MAX_FORMULA_LINES = 60  # a display formula's lines between its delimiters
 _DEPTH_TOKEN = re.compile(r"\\\\|\\[{}]|[{}]|\\(?:left|right|begin|end)\b")
 _CHARACTER_REFERENCE = re.compile(r"&#x([0-9a-fA-F]{1,6});")
 _CLOSING = {"$": "$", "$$": "$$", "\\(": "\\)", "\\[": "\\]"}
@@ -323,23 +322,40 @@ def _math_block_bracket(state: StateBlock, start_line: int, end_line: int, silen
     return True
 
 
-def _bounded(rule: Any) -> Any:
-    """A display-math block rule that looks no further than a formula may be long (else a
-    paragraph of many lone "$$" lines costs its length squared: each line is tried as the
-    start of a formula that would interrupt it), and that only looks when asked to look
-    (dollarmath's rule pushes its token even when asked whether it would match)."""
+def _linear(rule: Any, opening: str) -> Any:
+    """A display-math block rule that searches each stretch of lines for a closing line
+    once, and that only looks when asked whether it would match (dollarmath's rule pushes
+    its token even then). Without the first, a paragraph of lines such as "$$ x", none
+    closed, costs its length squared: each line is tried as the start of a formula."""
+    failed_key = f"math_failed_{opening}"
 
-    def bounded_rule(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
-        end_line = min(end_line, start_line + _MAX_FORMULA_LINES + 2)
-        if not silent:
-            return bool(rule(state, start_line, end_line, False))
+    def linear_rule(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+        failed = state.env.get(failed_key)
+        if failed is not None and failed[0] < start_line < failed[1]:
+            return False  # no line up to the blank one below closes a formula
         tokens, line = len(state.tokens), state.line
-        matched = bool(rule(state, start_line, end_line, True))
-        del state.tokens[tokens:]
-        state.line = line
+        matched = bool(rule(state, start_line, end_line, silent))
+        if silent:
+            del state.tokens[tokens:]
+            state.line = line
+        begin = state.bMarks[start_line] + state.tShift[start_line]
+        if not matched and state.src.startswith(opening, begin):
+            last = start_line + 1
+            while last < end_line and not state.isEmpty(last):
+                last += 1
+            state.env[failed_key] = (start_line, last)
         return matched
 
-    return bounded_rule
+    return linear_rule
+
+
+def _display_math_line(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+    """A line opening display math ends the paragraph above it, as a fence's does, whether
+    or not the formula closes: BlockSplitter, which cannot wait to know, cuts there too."""
+    if not silent or state.sCount[start_line] - state.blkIndent >= 4:
+        return False
+    begin = state.bMarks[start_line] + state.tShift[start_line]
+    return state.src.startswith(("$$", "\\["), begin)
 
 
 def _make_parser() -> MarkdownIt:
@@ -360,9 +376,11 @@ def _make_parser() -> MarkdownIt:
     # Display math may follow a line of text directly ("where\n$$\n…\n$$"), as a fence may;
     # a blank line inside it is not allowed (nor in LaTeX): BlockSplitter cuts there too.
     interrupts = {"alt": ["paragraph", "reference", "blockquote", "list"]}
+    md.block.ruler.before("fence", "display_math_line", _display_math_line, interrupts)
     dollars = math_block_dollar(allow_labels=False, allow_blank_lines=False)
-    md.block.ruler.before("fence", "math_block", _bounded(dollars), interrupts)
-    md.block.ruler.before("fence", "math_block_bracket", _bounded(_math_block_bracket), interrupts)
+    md.block.ruler.before("fence", "math_block", _linear(dollars, "$$"), interrupts)
+    brackets = _linear(_math_block_bracket, "\\[")
+    md.block.ruler.before("fence", "math_block_bracket", brackets, interrupts)
     md.add_render_rule("math_inline", _math_inline)
     md.add_render_rule("math_inline_double", _math_inline)
     md.add_render_rule("math_block", _math_block)
@@ -459,7 +477,6 @@ class BlockSplitter:
     _scanned: int = 0
     _fence: str = ""
     _math: str = ""  # the closing delimiter of a display formula still open ("$$", "\\]")
-    _math_lines: int = 0
     _block_is_list: bool = False
     _block_is_heading: bool = False
     _block_is_quote: bool = False
@@ -498,12 +515,9 @@ class BlockSplitter:
             if not line.strip():
                 self._math = ""  # not a formula after all: a blank line, handled below
             else:
-                self._math_lines += 1
                 if line.rstrip().endswith(self._math):
                     self._math = ""
                     self._formula_closed(end)
-                elif self._math_lines > _MAX_FORMULA_LINES:
-                    self._math = ""  # too long for the parser to read it as a formula
                 return
         if not line.strip():
             if self._block_started:
@@ -540,7 +554,7 @@ class BlockSplitter:
             if rest.endswith(close):
                 self._formula_closed(end)  # a formula on one line
             elif not (close == "$$" and close in rest):  # "$$a$$ and b" is a paragraph
-                self._math, self._math_lines = close, 0
+                self._math = close
 
     def _formula_closed(self, end: int) -> None:
         # Inside a list item or a quote the formula is part of that block.
@@ -564,7 +578,7 @@ class BlockSplitter:
                 return  # indented: wait for the whole line
             # After a blank line, anything else starts a block of its own.
             self._close_block(self._pending)
-        elif len(line) >= 3 and self._begins_own_block(line):
+        elif (len(line) >= 3 or _MATH_OPEN.match(line)) and self._begins_own_block(line):
             self._close_block(len(self.window) - len(line))
 
     def _begins_own_block(self, line: str) -> bool:
@@ -772,7 +786,7 @@ def _run(text: str, i: int, c: str) -> int:
 def _closed_inline(text: str) -> str:
     """The unfinished end of a paragraph as it should look now: emphasis and code spans
     still open are closed, an unfinished link shows its text, a trailing marker waits."""
-    text = text.rstrip("*_~`\\[](")
+    text = text.rstrip("*_~`\\[]($")
     if not text:
         return ""
     scan = _InlineScan()
