@@ -66,8 +66,8 @@ SENTENCE = (
     " and *enough* words to look like what a model writes when it keeps going. "
 )
 # Doubled braces: these are format strings.
-MATH_SECTION = r"""Step {n}: the energy $E_{{{n}}} = m c^2$ grows with \(\alpha_{{{n}}}\), and $5 and $10
-stay prices while $\frac{{a}}{{b}}$ is a fraction. Where
+MATH_SECTION = r"""Step {n}: the energy $E_{{{n}}} = m c^2$ grows with \(\alpha_{{{n}}}\),
+and $5 and $10 stay prices while $\frac{{a}}{{b}}$ is a fraction. Where
 $$
 \int_0^{{{n}}} x^2 \, dx = \frac{{{n}^3}}{{3}}
 $$

@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from html import escape, unescape
 from typing import Any
-from xml.etree.ElementTree import Element, tostring
+from xml.etree.ElementTree import tostring
 
 import nh3
 from latex2mathml.converter import convert_to_element
 from markdown_it import MarkdownIt
 from markdown_it.renderer import RendererHTML
+from markdown_it.ruler import RuleOptionsType
 from markdown_it.rules_block import StateBlock
 from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
@@ -375,7 +376,7 @@ def _make_parser() -> MarkdownIt:
     md.inline.ruler.before("escape", "math_inline_paren", _math_inline_paren)
     # Display math may follow a line of text directly ("where\n$$\n…\n$$"), as a fence may;
     # a blank line inside it is not allowed (nor in LaTeX): BlockSplitter cuts there too.
-    interrupts = {"alt": ["paragraph", "reference", "blockquote", "list"]}
+    interrupts: RuleOptionsType = {"alt": ["paragraph", "reference", "blockquote", "list"]}
     md.block.ruler.before("fence", "display_math_line", _display_math_line, interrupts)
     dollars = math_block_dollar(allow_labels=False, allow_blank_lines=False)
     md.block.ruler.before("fence", "math_block", _linear(dollars, "$$"), interrupts)
@@ -741,7 +742,6 @@ class _InlineScan:
                 self.balanced = i + 1
             i += 1
         self.scanned = max(self.scanned, i)
-
 
     def _in_math(self, text: str, i: int) -> int:
         """One step inside a formula that may be open: the next position to scan."""

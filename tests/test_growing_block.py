@@ -1,10 +1,10 @@
 """The growing block of a streaming answer, frame by frame, as a page applies the frames.
 
 Five shapes (paragraphs with blank lines, one endless paragraph, one long list, one long
-table, one open code block), and two of formulas, are cut into frames of several sizes; after every frame the
-page's text is checked against the whole answer rendered at once, and for markdown
-markers that should never show; a page that joins mid-answer from a snapshot must end up
-the same; and a frame's size must not grow with the answer.
+table, one open code block), and two of formulas, are cut into frames of several sizes;
+after every frame the page's text is checked against the whole answer rendered at once,
+and for markdown markers that should never show; a page that joins mid-answer from a
+snapshot must end up the same; and a frame's size must not grow with the answer.
 """
 
 from __future__ import annotations

@@ -12,11 +12,14 @@ from __future__ import annotations
 import re
 import time
 from html.parser import HTMLParser
+from typing import Any
 
 import pytest
+from django.test import Client
 
 from bench.render_cost import MATH_SHAPES, answer_text, frames_of, measure
-from conversations import fragments
+from conversations import fragments, selectors, services, turn_services
+from conversations.models import Conversation
 from conversations.rendering import (
     MATHML_TAGS,
     MAX_FORMULA,
@@ -27,6 +30,7 @@ from conversations.rendering import (
     render_tail,
     sanitize,
 )
+from tests.conftest import make_user
 from tests.frames import Dom, Node, PageView, norm
 
 ALLOWED = {
@@ -84,7 +88,8 @@ def test_each_delimiter_becomes_mathml(text: str, display: str) -> None:
     if display == "block":
         assert html.startswith('<div class="math-display"><math display="block"')
     else:
-        assert html.startswith("<p>") and "<math" in html
+        assert html.startswith("<p>")
+        assert "<math" in html
     assert "style=" not in html  # the CSP forbids inline styles
     assert_inert(html)
 
@@ -95,12 +100,13 @@ def test_display_math_may_follow_a_line_of_text_directly() -> None:
     assert "<p>The integral is</p>" in html
     assert "<p>and then</p>" in html
     assert "<p>the end.</p>" in html
-    assert "$$" not in html and "\\[" not in html
+    assert "$$" not in html
+    assert "\\[" not in html
 
 
 def test_double_dollars_inside_a_line_are_a_display_formula_in_the_paragraph() -> None:
     html = render("so $$x^2$$ is a square")
-    assert html.startswith("<p>so <math display=\"block\"")
+    assert html.startswith('<p>so <math display="block"')
     assert html.endswith(" is a square</p>\n")
 
 
@@ -195,12 +201,12 @@ def test_what_a_formula_says_never_becomes_live_markup(text: str) -> None:
 
 NAMESPACE_TRICKS = [
     "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
-    "<math><mtext><table><mglyph><style><!--</style><img title=\"--&gt;&lt;/mglyph&gt;"
+    '<math><mtext><table><mglyph><style><!--</style><img title="--&gt;&lt;/mglyph&gt;'
     '&lt;img&Tab;src=1&Tab;onerror=alert(1)&gt;">',
     '<math><annotation-xml encoding="text/html"><img src=x onerror=alert(1)></annotation-xml>',
     '<math><semantics><annotation-xml encoding="application/xhtml+xml"><style>'
     "<img src=x onerror=alert(1)></style></annotation-xml></semantics></math>",
-    "<math><mtext><mglyph><svg><mtext><style><a title=\"</style><img src onerror=alert(1)>\">",
+    '<math><mtext><mglyph><svg><mtext><style><a title="</style><img src onerror=alert(1)>">',
     "<math><mi><table><tr><td><style><img src=x onerror=alert(1)></style></td></tr></table>",
     '<math><maction actiontype="statusline" onclick="alert(1)"><mi>x</mi></maction></math>',
     '<math><mi xlink:href="javascript:alert(1)" href="javascript:alert(2)">x</mi></math>',
@@ -215,7 +221,8 @@ def test_the_cleaner_keeps_no_live_markup_through_mathml_namespace_tricks(html: 
     assert_inert(cleaned)
     for live in ("<img", "<style", "<svg", "<mglyph", "<annotation", "onerror", "onclick"):
         assert live not in cleaned, (live, cleaned)
-    assert "href" not in cleaned and "style=" not in cleaned
+    assert "href" not in cleaned
+    assert "style=" not in cleaned
     # And model text that says so is text: raw HTML is off in the renderer.
     assert "<math" not in render(html)
 
@@ -230,7 +237,7 @@ def test_the_cleaner_keeps_the_mathml_latex2mathml_makes() -> None:
                 "msub", "mo", "mi", "mn", "menclose", "mspace", "mstyle"):  # fmt: skip
         assert f"<{tag}" in html, tag
     assert 'stretchy="true"' in html
-    assert 'mathvariant="double-struck"' in html or "ℝ" in html
+    assert "\u211d" in html  # \mathbb{R}, double-struck
     assert 'notation="box"' in html
     assert_inert(html)
 
@@ -326,7 +333,8 @@ def assert_well_formed(html: str) -> None:
     parser = _Balance()
     parser.feed(html)
     parser.close()
-    assert parser.errors == [] and parser.stack == [], (parser.errors, parser.stack, html)
+    assert parser.errors == [], (parser.errors, html)
+    assert parser.stack == [], (parser.stack, html)
 
 
 def count_tag(node: Node, tag: str) -> int:
@@ -344,18 +352,17 @@ FORMULAS = (
 )
 
 
-def test_a_formula_streamed_char_by_char_shows_well_formed_frames_and_no_raw_delimiters() -> (
-    None
-):
+def test_a_formula_streamed_char_by_char_shows_well_formed_frames_and_no_raw_delimiters() -> None:
     page = PageView(1)
     mathml_at = []
-    for length, frame, _ in frames_of(FORMULAS, 1):
+    for _length, frame, _ in frames_of(FORMULAS, 1):
         assert_well_formed(frame)
         page.apply(frame)
         assert page.dom.misses == [], frame
         # A display formula's delimiters never show: its source while open, then MathML.
         shown = page.text
-        assert "$$" not in shown and "\\[" not in shown and "\\]" not in shown, shown
+        for delimiter in ("$$", "\\[", "\\]"):
+            assert delimiter not in shown, shown
         mathml_at.append(count_tag(page.dom.root, "math"))
     assert mathml_at[-1] == 4
     # Each formula turns into MathML as soon as it is closed (its line ended, for display).
@@ -405,7 +412,8 @@ def test_an_open_display_formula_shows_its_source_growing_in_small_frames() -> N
     assert max(sizes[-50:]) < 300  # the new text, not the formula so far
     snapshot = growing.html()
     assert snapshot.startswith('<pre class="math-pending">')
-    assert "a_{399}" in snapshot and "<math" not in snapshot
+    assert "a_{399}" in snapshot
+    assert "<math" not in snapshot
     assert_well_formed(snapshot)
     # The closing "$$" arriving is not shown as text.
     growing.grow(text + "\n$")
@@ -440,7 +448,9 @@ def test_formula_payloads_in_the_growing_block_render_inert(text: str) -> None:
     for tail in (text, f"{text} and more", text[:-1], f"$$\n{text}\n"):
         assert_inert(render_tail(tail))
         html = GrowingBlock(key="k").restart(tail)
-        assert "<img" not in html and "<style" not in html and "href=" not in html
+        assert "<img" not in html
+        assert "<style" not in html
+        assert "href=" not in html
 
 
 @pytest.mark.parametrize(
@@ -452,3 +462,52 @@ def test_many_delimiters_that_never_close_cost_linear_time(unit: str) -> None:
     render(text)
     feed_all(text, 200)
     assert time.perf_counter() - started < 3.0
+
+
+# --- where the words of a formula go: search snippets, the export, the page -----------
+
+ANSWER_WITH_MATH = (
+    "The energy $E_{n} = m c^2$ of a kiwi, with \\(\\alpha_1\\), costs $5 and $10.\n"
+    "Where\n$$\n\\frac{a_1}{b_2}\n$$\n"
+)
+
+
+def _answered(owner: Any, answer: str) -> Conversation:
+    conversation = services.conversation_create(owner=owner, model="m", title="Formulas")
+    turn = turn_services.turn_start(conversation=conversation, text="q", generation_channel="c")
+    services.message_finalize(message_id=turn.answer.pk, content=answer, status="complete")
+    return conversation
+
+
+@pytest.mark.django_db
+def test_a_search_snippet_reads_a_formula_as_its_latex_source() -> None:
+    alice = make_user("alice")
+    _answered(alice, ANSWER_WITH_MATH)
+    [result] = selectors.conversation_search(user=alice, query="kiwi")
+    # Subscripts keep their "_" (no emphasis is read in a formula); delimiters go.
+    assert str(result.snippet) == (
+        "…energy E_{n} = m c^2 of a <mark>kiwi</mark>, with \\alpha_1, costs $5 and $10. "
+        "Where \\frac{a_1}{b_2}"
+    )
+
+
+@pytest.mark.django_db
+def test_the_markdown_export_keeps_formulas_as_written() -> None:
+    alice = make_user("alice")
+    conversation = _answered(alice, ANSWER_WITH_MATH)
+    client = Client()
+    client.force_login(alice)
+    text = client.get(f"/conversations/{conversation.public_id}/export.md").content.decode()
+    assert ANSWER_WITH_MATH.strip() in text
+
+
+@pytest.mark.django_db
+def test_the_conversation_page_shows_the_formulas_as_mathml() -> None:
+    alice = make_user("alice")
+    conversation = _answered(alice, ANSWER_WITH_MATH)
+    client = Client()
+    client.force_login(alice)
+    html = client.get(f"/conversations/{conversation.public_id}/").content.decode()
+    assert html.count("<math ") == 3
+    assert '<div class="math-display"><math display="block"' in html
+    assert "costs $5 and $10." in html

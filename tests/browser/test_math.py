@@ -47,11 +47,14 @@ def test_formulas_render_as_mathml_inline_and_on_their_own_lines(
     expect(display).to_have_count(3)
     # Laid out by Chromium's MathML (display: math), not left as unknown inline elements.
     assert display.first.evaluate("m => getComputedStyle(m).display") == "block math"
-    assert inline.first.evaluate("m => getComputedStyle(m).display") == "math"  # "inline math", serialised
+    # ("inline math" reads back as "math".)
+    assert inline.first.evaluate("m => getComputedStyle(m).display") == "math"
     box = display.first.bounding_box()
-    assert box is not None and box["height"] > 24  # limits above and below the integral
+    assert box is not None
+    assert box["height"] > 24
     fraction = answer.locator("mfrac").first.bounding_box()
-    assert fraction is not None and fraction["height"] > 20  # numerator over denominator
+    assert fraction is not None
+    assert fraction["height"] > 20
     expect(answer).to_contain_text("The tickets cost $5 and $10.")  # prices, not math
     expect(answer.locator("code.math-source")).to_have_text("$\\left( x$")
     assert "$$" not in answer.inner_text()
