@@ -1011,6 +1011,10 @@ class GrowingBlock:
                 self._scan = _InlineScan(balanced=last_space, scanned=last_space)
         elif self.kind in ("code", "math"):
             cut = text.rfind("\n") + 1
+            if self.kind == "math":
+                # A formula's source is text until it closes: settled at a space too, so
+                # that a long line of it is not sent again in every frame.
+                cut = max(cut, text.rfind(" ") + 1)
             if cut > self._settled:
                 self._parts.append(escape(text[self._settled : cut], quote=False))
                 self._settled = cut

@@ -511,3 +511,16 @@ def test_the_conversation_page_shows_the_formulas_as_mathml() -> None:
     assert html.count("<math ") == 3
     assert '<div class="math-display"><math display="block"' in html
     assert "costs $5 and $10." in html
+
+
+def test_a_long_line_of_an_open_display_formula_is_not_sent_again_in_every_frame() -> None:
+    growing = GrowingBlock(key="k")
+    text = "$$\n"
+    growing.restart(text)
+    sizes = []
+    for i in range(300):
+        text += f"a_{{{i}}} x^{{{i}}} + "  # one line, no newline
+        html, _ = growing.grow(text)
+        sizes.append(len(html))
+    assert max(sizes[-50:]) < 300
+    assert "a_{299} x^{299} +" in (Dom(f'<div id="t">{growing.html()}</div>').text("t") or "")

@@ -86,3 +86,28 @@ def test_formulas_render_as_mathml_inline_and_on_their_own_lines(
             text.locator(".math-display").first.scroll_into_view_if_needed()
             look.screenshot(path=str(ARTIFACTS / f"math-{width}-{scheme}.png"))
             context.close()
+
+
+def test_a_display_formula_shows_its_source_while_it_streams_then_mathml(
+    page: Page, site: str, fake_server: FakeUpstream
+) -> None:
+    page.set_viewport_size({"width": 360, "height": 740})
+    lines = [f"a_{{{i}}} x^{{{i}}} + " for i in range(40)]
+    pieces = ["The polynomial is\n", "$$\n", *lines, "a_{40}\n", "$$\n", "and that is all."]
+    fake_server.enqueue(Stream(pieces, interval=0.06))
+    sign_up(page, site)
+    page.fill("#new-message", "a polynomial")
+    page.press("#new-message", "Enter")
+    page.wait_for_url(f"{site}/conversations/*/")
+    text = page.locator(f"{ANSWER} .message-text")
+    pending = text.locator(".math-pending")
+    expect(pending).to_contain_text("a_{5} x^{5}")  # the source, growing, as text
+    assert text.locator("math").count() == 0
+    assert "$$" not in text.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "math-streaming-360-light.png"))
+    expect(page.locator(f"{ANSWER}[data-status='complete']")).to_be_visible()
+    expect(pending).to_have_count(0)
+    expect(text.locator(".math-display > math")).to_have_count(1)
+    expect(text).to_contain_text("and that is all.")
+    assert page.problems == []  # type: ignore[attr-defined]
