@@ -283,12 +283,10 @@ def _math_inline_paren(state: StateInline, silent: bool) -> bool:
     return True
 
 
-_BRACKET_OPEN = re.compile(r" {0,3}\\\[")
-
-
 def _math_block_bracket(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
     """\\[…\\] on lines of their own, as dollarmath reads $$…$$: ends at the first line
-    that ends with "\\]"; a blank line first means it was not a formula."""
+    that ends with "\\]"; a blank line first means it was not a formula, and so does a
+    first line with "\\]" inside it ("\\[x\\] and y" is a paragraph)."""
     if state.sCount[start_line] - state.blkIndent >= 4:
         return False  # indented code
     begin = state.bMarks[start_line] + state.tShift[start_line]
@@ -298,6 +296,8 @@ def _math_block_bracket(state: StateBlock, start_line: int, end_line: int, silen
     line = start_line
     if first.rstrip().endswith("\\]"):
         content = first.rstrip()[:-2]
+    elif "\\]" in first:
+        return False
     else:
         parts = [first]
         while True:
@@ -554,7 +554,7 @@ class BlockSplitter:
             rest = line[math.end() :].rstrip()
             if rest.endswith(close):
                 self._formula_closed(end)  # a formula on one line
-            elif not (close == "$$" and close in rest):  # "$$a$$ and b" is a paragraph
+            elif close not in rest:  # "$$a$$ and b" is a paragraph
                 self._math = close
 
     def _formula_closed(self, end: int) -> None:

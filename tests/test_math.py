@@ -277,6 +277,7 @@ STREAMED = [
     "$$\n" + "".join(f"a_{i} +\n" for i in range(100)) + "$$\na formula of many lines\n",
     "$$\n" + "".join(f"a_{i} +\n" for i in range(500)) + "$$\ntoo long: shown as code\n",
     "Text\n$$ x\n$$ y\n\nText\n\\[ z\nmore\n$$\n",  # lines that open and never close
+    "\\[x\\] and y\nmore\n\\]\n\n$$a$$ and b\nmore\n$$\n",  # closed inside the first line
 ]
 
 
