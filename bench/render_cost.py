@@ -5,7 +5,10 @@ GrowingBlock, fragments.answer_growth_html) in frames of a fixed number of chara
 
 * `broken`: paragraphs, lists, code and tables, with blank lines between blocks;
 * `paragraph`: one paragraph that never ends (with bold, code and links in it);
-* `list`, `table`, `code`: one list, one table, one open code block that keep growing.
+* `list`, `table`, `code`: one list, one table, one open code block that keep growing;
+* `math`: paragraphs with inline formulas (and prices) between display formulas, `$$…$$`
+  and `\\[…\\]` right under a line of text;
+* `formula`: one display formula that never closes.
 
 It prints bytes per frame and server time per frame around each answer size, next to
 the naive baseline measured in the same run: re-rendering the whole answer into every
@@ -62,15 +65,35 @@ SENTENCE = (
     "Here is a sentence of **explanation {n}** with `code {n}`, a [link](https://example.com/{n})"
     " and *enough* words to look like what a model writes when it keeps going. "
 )
+# Doubled braces: these are format strings.
+MATH_SECTION = r"""Step {n}: the energy $E_{{{n}}} = m c^2$ grows with \(\alpha_{{{n}}}\),
+and $5 and $10 stay prices while $\frac{{a}}{{b}}$ is a fraction. Where
+$$
+\int_0^{{{n}}} x^2 \, dx = \frac{{{n}^3}}{{3}}
+$$
+and in brackets
+\[
+\sum_{{i=1}}^{{{n}}} i = \frac{{{n}({n}+1)}}{{2}}
+\]
+
+"""
+
 UNITS = {
     "broken": SECTION,
     "paragraph": SENTENCE,
     "list": "- point {n} about **this**, with `code` and *emphasis*\n",
     "table": "| row {n} | **{n}** | `value {n}` |\n",
     "code": "    total_{n} = compute(values[{n}]) * {n}  # step {n}\n",
+    "math": MATH_SECTION,
+    "formula": r"  + \frac{{a_{{{n}}}}}{{b_{{{n}}}}} x^{{{n}}} \\" + "\n",
 }
-HEADS = {"table": "| name | value | code |\n| --- | ---: | :--- |\n", "code": "```python\n"}
+HEADS = {
+    "table": "| name | value | code |\n| --- | ---: | :--- |\n",
+    "code": "```python\n",
+    "formula": "$$\n",
+}
 SHAPES = list(UNITS)
+MATH_SHAPES = ["math", "formula"]  # shown as LaTeX source until each formula closes
 
 
 def answer_text(size: int, shape: str = "broken", *, whole: bool = False) -> str:

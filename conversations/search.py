@@ -133,6 +133,17 @@ _LINE_START = re.compile(
 )
 _HEADING_CLOSE = re.compile(r"[ \t]+#+[ \t]*$")
 _CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)")
+# Code spans and formulas (as rendering.py reads them: "$5 and $10" is no formula) keep
+# their characters: a formula reads as its LaTeX source, without its delimiters.
+_CODE_OR_MATH = re.compile(
+    _CODE_SPAN.pattern
+    + r"|\$\$(.+?)\$\$"
+    + r"|(?<![\\\d])\$(?![\s$])((?:[^$\\]|\\.)*?)(?<!\s)\$(?!\d)"
+    + r"|\\\((.+?)\\\)|\\\[(.+?)\\\]"
+)
+# A display formula's own lines: "$$" or "\\[" opening it, "$$" or "\\]" closing it.
+_MATH_OPEN = re.compile(r"^ {0,3}(\$\$|\\\[)[ \t]*$")
+_MATH_CLOSE = re.compile(r"(\$\$|\\\])[ \t]*$")
 _LINK = re.compile(
     r"!?\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"]*\")?\)"  # [text](url), ![alt](src)
     r"|!?\[([^\]\n]+)\]\[[^\]\n]*\]"  # [text][reference]
@@ -155,12 +166,23 @@ def markdown_plain(text: str, *, in_fence: bool = False) -> str:
     (an emphasis opened before the cut loses its closing marker too). Raw HTML stays
     text, as the renderer shows it."""
     lines = []
+    math_close = ""
     for line in text.split("\n"):
+        if math_close:
+            closing = _MATH_CLOSE.search(line)
+            if closing and closing.group(1) == math_close:
+                line, math_close = line[: closing.start()], ""
+            lines.append(line)
+            continue
         if _FENCE.match(line):
             in_fence = not in_fence
             continue
         if in_fence:
             lines.append(line)
+            continue
+        opening = _MATH_OPEN.match(line)
+        if opening:
+            math_close = "$$" if opening.group(1) == "$$" else "\\]"
             continue
         if _RULE.match(line):
             continue
@@ -180,9 +202,9 @@ def markdown_plain(text: str, *, in_fence: bool = False) -> str:
 
 def _inline_plain(line: str) -> str:
     out, position = [], 0
-    for span in _CODE_SPAN.finditer(line):
+    for span in _CODE_OR_MATH.finditer(line):
         out.append(_markers_plain(line[position : span.start()]))
-        out.append(span.group(2))
+        out.append(next(group for group in span.groups()[1:] if group is not None))
         position = span.end()
     out.append(_markers_plain(line[position:]))
     return "".join(out)

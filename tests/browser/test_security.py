@@ -23,6 +23,11 @@ SENTINEL_ATTACKS = [
     '<link rel="stylesheet" href="https://attacker.example/x.css">',
     '<form action="https://attacker.example/"><button>Submit</button></form>',
     "<style>@import url(https://attacker.example/x.css);</style>",
+    # Formulas are rendered into MathML: what they say must stay text.
+    '$\\text{<img src=x onerror="window.__pwned=1">}$',
+    "$\\href{javascript:window.__pwned=1}{click}$",
+    "$$\n\\text{<script>window.__pwned=1</script>}\n$$",
+    "\\(\\style{background:url(https://attacker.example/m.png)}{x}\\)",
 ]
 
 
