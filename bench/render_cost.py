@@ -32,7 +32,9 @@ import django
 django.setup()
 
 from conversations import fragments  # noqa: E402
-from conversations.rendering import BlockSplitter, GrowingBlock, render  # noqa: E402
+from conversations.growing import GrowingBlock  # noqa: E402
+from conversations.rendering import render  # noqa: E402
+from conversations.splitting import BlockSplitter  # noqa: E402
 
 SECTION = """## Part {n}
 

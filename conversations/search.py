@@ -133,7 +133,7 @@ _LINE_START = re.compile(
 )
 _HEADING_CLOSE = re.compile(r"[ \t]+#+[ \t]*$")
 _CODE_SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)")
-# Code spans and formulas (as rendering.py reads them: "$5 and $10" is no formula) keep
+# Code spans and formulas (as formulas.py reads them: "$5 and $10" is no formula) keep
 # their characters: a formula reads as its LaTeX source, without its delimiters.
 _CODE_OR_MATH = re.compile(
     _CODE_SPAN.pattern

@@ -10,8 +10,9 @@ import pytest
 from django.test import Client
 
 from conversations import fragments, selectors, services, turn_services
+from conversations.growing import GrowingBlock
 from conversations.models import Conversation, Message
-from conversations.rendering import GrowingBlock, render
+from conversations.rendering import render
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db

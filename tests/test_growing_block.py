@@ -15,7 +15,9 @@ import pytest
 
 from bench.render_cost import MATH_SHAPES, SHAPES, answer_text, frames_of, measure
 from conversations import fragments
-from conversations.rendering import BlockSplitter, GrowingBlock, render
+from conversations.growing import GrowingBlock
+from conversations.rendering import render
+from conversations.splitting import BlockSplitter
 from tests.frames import Dom, PageView, norm
 
 RAW_MARKER = re.compile(r"\*\*|\*\w|`|~~|\]\(")

@@ -76,7 +76,19 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "moderation.selectors",
         ),
     ),
-    ("ground", APPS),  # models, upstream, gate, rendering, settings, layers, …
+    # Everything else: models, upstream, gate, settings, layers, … and model text to HTML,
+    # named here top to bottom (ground modules import each other, round no loop).
+    (
+        "ground",
+        (
+            "conversations.growing",
+            "conversations.splitting",
+            "conversations.rendering",
+            "conversations.formulas",
+            "conversations.code_blocks",
+            *APPS,
+        ),
+    ),
 ]
 RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
 

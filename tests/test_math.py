@@ -19,17 +19,11 @@ from django.test import Client
 
 from bench.render_cost import MATH_SHAPES, answer_text, frames_of, measure
 from conversations import fragments, selectors, services, turn_services
+from conversations.formulas import MATHML_TAGS, MAX_FORMULA
+from conversations.growing import GrowingBlock, render_tail
 from conversations.models import Conversation
-from conversations.rendering import (
-    MATHML_TAGS,
-    MAX_FORMULA,
-    BlockSplitter,
-    GrowingBlock,
-    plain_text,
-    render,
-    render_tail,
-    sanitize,
-)
+from conversations.rendering import plain_text, render, sanitize
+from conversations.splitting import BlockSplitter
 from tests.conftest import make_user
 from tests.frames import Dom, Node, PageView, norm
 

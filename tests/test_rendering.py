@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from conversations.rendering import BlockSplitter, plain_text, render, render_tail
+from conversations.growing import render_tail
+from conversations.rendering import plain_text, render
+from conversations.splitting import BlockSplitter
 
 # Output properties that must hold for any input.
 FORBIDDEN_TAGS = re.compile(

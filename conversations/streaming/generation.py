@@ -37,9 +37,11 @@ from accounts import quotas
 from moderation import services as moderation_services
 
 from .. import fragments, gate, selectors, services, upstream
+from ..growing import GrowingBlock
 from ..models import Conversation, Message
-from ..rendering import BlockSplitter, GrowingBlock, render
+from ..rendering import render
 from ..selectors import MessageView, Versions
+from ..splitting import BlockSplitter
 from . import frames
 from .moderating import AnswerModeration, QuestionBlocked
 
