@@ -10,10 +10,11 @@ middleware or view runs, so a CSRF refusal or a login check comes after a strang
   the moment it passes the limit.
 
 The limit is `CHATSITE_MAX_REQUEST_BYTES` for every request; the import form alone
-accepts `CHATSITE_IMPORT_MAX_BYTES` (plus room for the form around the file), and only
-from a signed-in session. In front of daphne, the proxy's own limit (nginx's
-`client_max_body_size`) stops such bodies earlier still: daphne itself buffers a body to
-disk before handing it to the application.
+accepts `CHATSITE_IMPORT_MAX_BYTES` (plus room for the form around the file), and the
+attachment upload `CHATSITE_ATTACHMENT_MAX_BYTES`, each only from a signed-in
+session. In front of daphne, the proxy's own limit (nginx's `client_max_body_size`)
+stops such bodies earlier still: daphne itself buffers a body to disk before handing it
+to the application.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ async def body_limit(scope: dict[str, Any]) -> int:
     limit = int(settings.CHATSITE_MAX_REQUEST_BYTES)
     if scope.get("path") == reverse("conversation_import") and await _signed_in(scope):
         limit = max(limit, int(settings.CHATSITE_IMPORT_MAX_BYTES) + MULTIPART_ROOM)
+    elif scope.get("path") == reverse("attachment_upload") and await _signed_in(scope):
+        # One file at a time from the composer; a few more fit when the limit allows.
+        limit = max(limit, int(settings.CHATSITE_ATTACHMENT_MAX_BYTES) + MULTIPART_ROOM)
     return limit
 
 

@@ -29,7 +29,7 @@ from chatsite.throttle import throttled
 from chatsite.types import Account, account_of
 from moderation import services as moderation_services
 
-from . import catalog, selectors, services, upstream
+from . import attachment_selectors, catalog, selectors, services, upstream
 from .fragments import PAGE, SIDEBAR
 from .models import Conversation
 from .portability import exports
@@ -171,7 +171,8 @@ async def conversation_create(request: HtmxHttpRequest) -> HttpResponse:
     """Create a conversation, optionally with its first message (whose answer starts now)."""
     user = account_of(await request.auser())
     text = request.POST.get("message", "")
-    if text.strip():
+    attachment_ids = request.POST.getlist("attachments")
+    if text.strip() or attachment_ids:
         try:
             services.message_text_clean(text=text)
         except ValidationError as exc:
@@ -194,9 +195,12 @@ async def conversation_create(request: HtmxHttpRequest) -> HttpResponse:
             system_prompt=prompt,
             text=text,
             server=_server_address(request),
+            attachment_ids=attachment_ids,
         )
     except ActionRefused as exc:  # a limit, or a quota: try again later
         return await _home_with_error(request, user, text, exc.user_message, 429)
+    except ValidationError as exc:  # an attached file that is no longer there
+        return await _home_with_error(request, user, text, " ".join(exc.messages), 400)
     return _opened(request, turn.user_message.conversation)
 
 
@@ -215,11 +219,16 @@ async def _home_with_error(
     if request.htmx:
         status = 422  # htmx swaps a 422 in (base.html's responseHandling): the error shows
     choices = await _model_choices(request)
+    # The files still waiting keep their chips: nothing attached is lost to a refusal.
+    pending = await sync_to_async(attachment_selectors.attachments_pending_among)(
+        user=user, public_ids=request.POST.getlist("attachments")
+    )
     return await sync_to_async(_home_page)(
         request,
         user,
         choices,
         status=status,
+        form_attachments=pending,
         form_error=error,
         form_message=text[: settings.CHATSITE_MAX_MESSAGE_CHARS],
         selected_model=request.POST.get("model", ""),

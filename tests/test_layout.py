@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "chatsite.serve",
             "chatsite.lifecycle",
             "conversations.views",
+            "conversations.attachment_views",
             "conversations.consumers",
             "conversations.admin",
             "conversations.demo",
@@ -53,6 +54,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "conversations.services",
             "conversations.turn_services",
+            "conversations.attachment_services",
             "conversations.portability.writing",
             "moderation.services",
             "moderation.screening",
@@ -63,6 +65,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "reads",
         (
             "conversations.selectors",
+            "conversations.attachment_selectors",
             "conversations.search",
             "conversations.fragments",
             "conversations.catalog",

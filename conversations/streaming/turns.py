@@ -32,7 +32,7 @@ class NotAllowed(Exception):
 @dataclass
 class _Prepared:
     answer: MessageView
-    history: list[dict[str, str]]
+    history: list[dict[str, Any]]
     question: MessageView | None = None
 
 
@@ -44,7 +44,11 @@ def _prepare(
     def view(message: Message) -> MessageView:
         if new_leaves:
             # A message sent after the leaf, and its answer: no other versions, no verdict.
-            return MessageView(message, Versions.of(message.pk, [message.pk]))
+            return MessageView(
+                message,
+                Versions.of(message.pk, [message.pk]),
+                attachments=selectors.message_attachments(message=message),
+            )
         return selectors.message_view(message=message)
 
     return _Prepared(
@@ -120,6 +124,7 @@ async def turn_send(
     client_key: str = "",
     edit_of: Any = None,
     allowed: Callable[[], bool] | None = None,
+    attachment_ids: Any = None,
 ) -> turn_services.Turn:
     """Save the user's message and an empty answer, start the answer, announce them.
     With `edit_of` (a user message's id) the message is a new version of that one.
@@ -141,6 +146,7 @@ async def turn_send(
             generation_channel=channel,
             client_key=client_key,
             edit_of=edit_of,
+            attachment_ids=attachment_ids,
         )
         if not turn.created:
             return turn, None
@@ -172,6 +178,7 @@ async def conversation_start(
     system_prompt: str,
     text: Any,
     server: tuple[str, int] | None = None,
+    attachment_ids: Any = None,
 ) -> turn_services.Turn:
     """A new conversation whose first message's answer starts now. Refused (ValidationError,
     ActionRefused) with nothing saved at all."""
@@ -184,6 +191,7 @@ async def conversation_start(
             system_prompt=system_prompt,
             text=text,
             generation_channel=channel,
+            attachment_ids=attachment_ids,
         )
         return turn, _prepare(turn.answer, turn.user_message, new_leaves=True)
 

@@ -93,12 +93,23 @@
       // The server saved the message: only now is it safe to clear what was typed.
       input.value = "";
       grow(input);
+      var chips = $("composer-chips"); // the files went with it
+      if (chips) chips.innerHTML = "";
+      var attachFeedback = $("attach-feedback");
+      if (attachFeedback) { attachFeedback.textContent = ""; attachFeedback.classList.remove("error"); }
       pendingKey = null;
       input.focus();
     }
     var streaming = isStreaming();
     if (wasStreaming && !streaming && input) input.focus(); // the answer ended
     wasStreaming = streaming;
+  });
+
+  // --- attaching: the picker posts its files, then forgets them (the same file can be
+  // picked again after its chip is removed).
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    var el = evt.detail && evt.detail.elt;
+    if (el && el.id === "attach-input") el.value = "";
   });
 
   // --- sending -----------------------------------------------------------------------------

@@ -1,0 +1,91 @@
+"""Every read of attachments, scoped to the owner (or to messages the caller has already
+scoped): the one place that answers "whose file is this?"."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import QuerySet
+
+from chatsite.inputs import uuid_from as as_uuid
+from chatsite.types import Visitor, visitor_id
+
+from . import attachments
+from .attachments import Part
+from .models import Attachment
+
+
+def _owned(user: Visitor) -> QuerySet[Attachment]:
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return Attachment.objects.none()
+    # An import still being written stays hidden, like its conversation.
+    return Attachment.objects.filter(owner_id=visitor_id(user)).exclude(
+        message__conversation__importing=True
+    )
+
+
+def attachment_get(*, user: Visitor, public_id: object) -> Attachment | None:
+    """The user's attachment with this id (pending or sent), or None: not hers, or none."""
+    uid = as_uuid(public_id)
+    return None if uid is None else _owned(user).filter(public_id=uid).first()
+
+
+def attachment_get_pending(*, user: Visitor, public_id: object) -> Attachment | None:
+    uid = as_uuid(public_id)
+    if uid is None:
+        return None
+    return _owned(user).filter(public_id=uid, message__isnull=True).first()
+
+
+def attachments_pending_among(*, user: Visitor, public_ids: list[str]) -> list[Attachment]:
+    """Those of these ids that are the user's pending attachments (a refused form's)."""
+    uids = [uid for uid in (as_uuid(v) for v in public_ids[:50]) if uid is not None]
+    return list(_owned(user).filter(public_id__in=uids, message__isnull=True).order_by("id"))
+
+
+def attachment_bytes_used(*, owner_id: int) -> int:
+    """Bytes of the files the user keeps (a file an edit carried over counts once)."""
+    rows = Attachment.objects.filter(owner_id=owner_id).values_list("file", "size").distinct()
+    return sum(size for _name, size in rows)
+
+
+def attachment_pending_count(*, owner_id: int) -> int:
+    return Attachment.objects.filter(owner_id=owner_id, message__isnull=True).count()
+
+
+def attachments_by_message(*, message_ids: Iterable[int]) -> dict[int, list[Attachment]]:
+    """The chips of messages the caller has scoped already (a conversation's path)."""
+    found: dict[int, list[Attachment]] = {}
+    rows = Attachment.objects.filter(message_id__in=list(message_ids)).defer("text")
+    for row in rows.order_by("id"):
+        assert row.message_id is not None  # filtered on it
+        found.setdefault(row.message_id, []).append(row)
+    return found
+
+
+def attachment_parts(*, message_ids: Iterable[int], vision: bool) -> dict[int, list[Part]]:
+    """What the model is sent for each message's files: text as kept, images read from
+    storage (only when the model reads them). Blocking reads: the database thread's."""
+    parts: dict[int, list[Part]] = {}
+    for row in Attachment.objects.filter(message_id__in=list(message_ids)).order_by("id"):
+        assert row.message_id is not None
+        data = b""
+        if row.kind == Attachment.Kind.IMAGE and vision:
+            with row.file.open("rb") as handle:
+                data = handle.read()
+        parts.setdefault(row.message_id, []).append(
+            Part(
+                kind=row.kind,
+                name=row.name,
+                text=row.text,
+                content_type=row.content_type,
+                data=data,
+            )
+        )
+    return parts
+
+
+def attachments_have_image(*, message_ids: Iterable[int]) -> bool:
+    return Attachment.objects.filter(
+        message_id__in=list(message_ids), kind=attachments.IMAGE
+    ).exists()

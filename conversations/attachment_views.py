@@ -1,0 +1,89 @@
+"""Attachments: upload (a chip comes back), remove a pending one, download one's file.
+
+Files are never served under a public URL: the download answers the owner only (anyone
+else gets the 404 of a file that does not exist), as a download with its stored type,
+never rendered by the browser as a page.
+"""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from chatsite.errors import ActionRefused
+from chatsite.throttle import throttled
+from chatsite.types import account_of
+
+from . import attachment_selectors, attachment_services, attachments
+
+TEMPLATE = "conversations/attachments.html"
+UPLOADS_PER_SECOND, UPLOADS_BURST = 2.0, 10
+
+
+@require_POST
+@login_required
+@throttled("upload", rate=UPLOADS_PER_SECOND, burst=UPLOADS_BURST)
+async def attachment_upload(request: HttpRequest) -> HttpResponse:
+    """Each file checked (in a worker thread: PDFs and images cost CPU) and kept as a
+    pending attachment; the chips of those accepted, and a sentence for each refused."""
+    user = account_of(await request.auser())
+    uploads = request.FILES.getlist("file")
+    chips = []
+    errors = []
+    if not uploads:
+        errors.append("Choose a file to attach.")
+    for upload in uploads:
+        name = attachments.name_clean(upload.name)
+        try:
+            attachment_services.attachment_size_check(name=name, size=upload.size or 0)
+            data = await sync_to_async(upload.read, thread_sensitive=False)()
+            inspected = await sync_to_async(attachments.inspect, thread_sensitive=False)(
+                name=name, data=data
+            )
+            chips.append(
+                await sync_to_async(attachment_services.attachment_create)(
+                    owner=user, name=name, inspected=inspected
+                )
+            )
+        except ValidationError as exc:
+            errors.append(" ".join(exc.messages))
+        except ActionRefused as exc:
+            errors.append(exc.user_message)
+    # 422 when nothing was taken: htmx swaps it in (base.html's responseHandling).
+    status = 422 if errors and not chips else 200
+    return render(
+        request, f"{TEMPLATE}#uploaded", {"chips": chips, "errors": errors}, status=status
+    )
+
+
+@require_POST
+@login_required
+def attachment_remove(request: HttpRequest, public_id: str) -> HttpResponse:
+    """A pending attachment's chip closed: the file goes."""
+    if not attachment_services.attachment_remove(
+        owner=account_of(request.user), public_id=public_id
+    ):
+        raise Http404("No such file.")
+    return HttpResponse("")
+
+
+@require_GET
+@login_required
+def attachment_download(request: HttpRequest, public_id: str) -> FileResponse:
+    """The owner's file, as a download (a chip's link)."""
+    row = attachment_selectors.attachment_get(user=request.user, public_id=public_id)
+    if row is None:
+        raise Http404("No such file.")
+    response = FileResponse(
+        row.file.open("rb"),
+        as_attachment=True,
+        filename=row.name,
+        content_type=row.content_type,
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    return response
