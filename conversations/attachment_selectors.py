@@ -4,6 +4,7 @@ scoped): the one place that answers "whose file is this?"."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.db.models import QuerySet
 
@@ -12,7 +13,7 @@ from chatsite.types import Visitor, visitor_id
 
 from . import attachments
 from .attachments import Part
-from .models import Attachment
+from .models import Attachment, Message
 
 
 def _owned(user: Visitor) -> QuerySet[Attachment]:
@@ -63,11 +64,14 @@ def attachments_by_message(*, message_ids: Iterable[int]) -> dict[int, list[Atta
     return found
 
 
-def attachment_parts(*, message_ids: Iterable[int], vision: bool) -> dict[int, list[Part]]:
-    """What the model is sent for each message's files: text as kept, images read from
-    storage (only when the model reads them). Blocking reads: the database thread's."""
+def with_files(*, contents: dict[int, str], model: str) -> dict[int, Any]:
+    """The content the model is sent for those of these messages (the caller's, with
+    their text) that carry files: each file's text fenced before the words, images as
+    `image_url` parts when `model` reads images. Images are read from storage: blocking,
+    the database thread's work."""
+    vision = attachments.vision_accepts(model)
     parts: dict[int, list[Part]] = {}
-    for row in Attachment.objects.filter(message_id__in=list(message_ids)).order_by("id"):
+    for row in Attachment.objects.filter(message_id__in=list(contents)).order_by("id"):
         assert row.message_id is not None
         data = b""
         if row.kind == Attachment.Kind.IMAGE and vision:
@@ -82,10 +86,34 @@ def attachment_parts(*, message_ids: Iterable[int], vision: bool) -> dict[int, l
                 data=data,
             )
         )
-    return parts
+    return {
+        pk: attachments.upstream_content(text=contents[pk], parts=found, vision=vision)
+        for pk, found in parts.items()
+    }
+
+
+def message_attachments(*, message: Message) -> tuple[Attachment, ...]:
+    """A user message's chips."""
+    if message.role != Message.Role.USER:
+        return ()
+    return tuple(Attachment.objects.filter(message_id=message.pk).defer("text").order_by("id"))
 
 
 def attachments_have_image(*, message_ids: Iterable[int]) -> bool:
     return Attachment.objects.filter(
         message_id__in=list(message_ids), kind=attachments.IMAGE
     ).exists()
+
+
+def attachments_for_export(*, message_ids: list[int]) -> dict[int, list[tuple[Attachment, bytes]]]:
+    """Messages' files for an export (messages the caller has scoped): an image with its
+    bytes (read from storage), text and PDFs with their text."""
+    found: dict[int, list[tuple[Attachment, bytes]]] = {}
+    for row in Attachment.objects.filter(message_id__in=message_ids).order_by("id"):
+        assert row.message_id is not None
+        data = b""
+        if row.kind == Attachment.Kind.IMAGE:
+            with row.file.open("rb") as handle:
+                data = handle.read()
+        found.setdefault(row.message_id, []).append((row, data))
+    return found

@@ -9,6 +9,8 @@ that cascades from a conversation, an account or retention take the files along)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -167,3 +169,48 @@ def attachment_file_forget(*, name: str) -> None:
             attachment_storage().delete(name)
 
     transaction.on_commit(forget)
+
+
+@contextmanager
+def files_kept_if_committed() -> Iterator[list[str]]:
+    """Names of files stored inside a transaction: deleted again when it does not commit
+    (a row that never was names none of them)."""
+    stored: list[str] = []
+    try:
+        yield stored
+    except BaseException:
+        for name in stored:
+            attachment_storage().delete(name)
+        raise
+
+
+def attachments_import(
+    *, owner_id: int, files: list[tuple[int, str, Inspected]], stored: list[str]
+) -> None:
+    """An import's files (checked while the file was read) given to their new messages,
+    under the owner's limit on attached bytes; each stored name added to `stored`."""
+    if not files:
+        return
+    cap = settings.CHATSITE_ATTACHMENT_USER_BYTES
+    used = attachment_selectors.attachment_bytes_used(owner_id=owner_id)
+    adding = sum(len(inspected.data) for _, _, inspected in files)
+    if cap and used + adding > cap:
+        raise AttachmentRefused(
+            f"The files attached in this import would take {filesizeformat(used + adding)}; "
+            f"you may keep {filesizeformat(cap)} of attached files."
+        )
+    for message_id, name, inspected in files:
+        row = Attachment(
+            owner_id=owner_id,
+            message_id=message_id,
+            name=name,
+            kind=inspected.kind,
+            content_type=inspected.content_type,
+            size=len(inspected.data),
+            text=inspected.text,
+            width=inspected.width,
+            height=inspected.height,
+        )
+        row.file.save("import", ContentFile(inspected.data), save=False)
+        stored.append(row.file.name)
+        row.save()

@@ -21,7 +21,7 @@ from accounts.models import UsageEvent
 from chatsite.inputs import aware_from, pk_from
 from chatsite.types import Account, Visitor, visitor_id
 
-from . import attachment_selectors, attachments, search
+from . import attachment_selectors, search
 from .models import AnswerFeedback, Attachment, Conversation, ImportJob, Message, UserSettings
 
 _UNREAD: Any = object()  # "not given" where None is a meaningful value
@@ -222,15 +222,7 @@ def message_view(*, message: Message) -> MessageView:
         message,
         Versions.of(message.pk, versions),
         feedback=feedback,
-        attachments=message_attachments(message=message),
-    )
-
-
-def message_attachments(*, message: Message) -> tuple[Attachment, ...]:
-    if message.role != Message.Role.USER:
-        return ()
-    return tuple(
-        attachment_selectors.attachments_by_message(message_ids=[message.pk]).get(message.pk, ())
+        attachments=attachment_selectors.message_attachments(message=message),
     )
 
 
@@ -303,8 +295,7 @@ def message_get(*, conversation: Conversation, message_id: Any) -> Message | Non
 def message_history_for_upstream(*, answer_id: int) -> list[dict[str, Any]]:
     """What the model is sent for an answer: the conversation's system prompt, then the
     path of versions that leads to the answer (never other versions), empty turns left out.
-    A user message's attached files come with it: their text fenced before the words, its
-    images as `image_url` parts when the answer's model reads images.
+    A user message with files is sent with them (attachment_selectors.with_files).
     """
     answer = Message.objects.select_related("conversation").get(pk=answer_id)
     rows = list(
@@ -321,24 +312,17 @@ def message_history_for_upstream(*, answer_id: int) -> list[dict[str, Any]]:
         path.append(node)
         node = by_id[node][0]
     path.reverse()
-    vision = attachments.vision_accepts(answer.model or answer.conversation.model)
-    files = attachment_selectors.attachment_parts(message_ids=path, vision=vision)
-    chain: list[dict[str, Any]] = []
-    for pk in path:
-        _parent_id, role, content, hidden = by_id[pk]
-        if hidden or not (content or pk in files):  # hidden by moderation: never sent again
-            continue
-        if pk in files:
-            chain.append(
-                {
-                    "role": role,
-                    "content": attachments.upstream_content(
-                        text=content, parts=files[pk], vision=vision
-                    ),
-                }
-            )
-        else:
-            chain.append({"role": role, "content": content})
+    contents: dict[int, Any] = {pk: by_id[pk][2] for pk in path}
+    contents.update(
+        attachment_selectors.with_files(
+            contents=contents, model=answer.model or answer.conversation.model
+        )
+    )
+    chain = [
+        {"role": by_id[pk][1], "content": contents[pk]}
+        for pk in path
+        if contents[pk] and not by_id[pk][3]  # hidden by moderation: never sent again
+    ]
     prompt = answer.conversation.system_prompt.strip()
     return ([{"role": "system", "content": prompt}] if prompt else []) + chain
 

@@ -408,19 +408,19 @@ def conversation_export(request: HttpRequest, public_id: str, kind: str) -> Http
     if conversation is None or kind not in ("json", "md"):
         raise Http404("No such conversation.")
     stem = exports.file_stem(conversation)
+    everything = selectors.message_all(conversation=conversation)
+    files = attachment_selectors.attachments_for_export(message_ids=[m.pk for m in everything])
     if kind == "json":
-        document = exports.conversation_document(
-            conversation, selectors.message_all(conversation=conversation)
-        )
+        document = exports.conversation_document(conversation, everything, files)
         response = HttpResponse(
             exports.to_json([document]), content_type="application/json; charset=utf-8"
         )
         response["Content-Disposition"] = f'attachment; filename="{stem}.json"'
         return response
     path = [item.message for item in selectors.message_list(conversation=conversation)]
-    total = len(selectors.message_all(conversation=conversation))
+    names = {pk: [row.name for row, _ in rows] for pk, rows in files.items()}
     response = HttpResponse(
-        exports.to_markdown(conversation, path, total),
+        exports.to_markdown(conversation, path, len(everything), names),
         content_type="text/markdown; charset=utf-8",
     )
     response["Content-Disposition"] = f'attachment; filename="{stem}.md"'

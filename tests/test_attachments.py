@@ -419,3 +419,141 @@ def test_retention_deletes_stored_files_and_files_never_sent(stored: Path, setti
         __import__("uuid").UUID(fresh)
     ]
     assert len(stored_files(stored)) == 1
+
+
+# --- export and import --------------------------------------------------------------------
+def _collect(response: Any) -> bytes:
+    from asgiref.sync import async_to_sync
+
+    async def read() -> bytes:
+        return b"".join([bytes(chunk) async for chunk in response.streaming_content])
+
+    return async_to_sync(read)()
+
+
+def test_files_go_out_with_the_export_and_come_back_with_the_import(
+    settings: Any, stored: Path
+) -> None:
+    import io
+    import zipfile
+
+    from conversations import turn_services
+
+    settings.CHATSITE_VISION_MODELS = ["*"]
+    alice = make_user("alice")
+    client = client_for(alice)
+    chips = [
+        uploaded_id(upload(client, "notes.txt", b"Tide tables, by hand")),
+        uploaded_id(upload(client, "report.pdf", files.pdf(["Spring tides are higher"]))),
+        uploaded_id(upload(client, "chart.png", files.png(5, 2))),
+    ]
+    turn = turn_services.conversation_start(
+        owner=alice,
+        model="fake-model",
+        system_prompt="",
+        text="Look at these",
+        generation_channel="",
+        attachment_ids=chips,
+    )
+    Message.objects.filter(pk=turn.answer.pk).update(status="complete", content="Seen.")
+    original = turn.user_message.conversation
+    exported = client.get(f"/conversations/{original.public_id}/export.json").content
+    markdown = client.get(f"/conversations/{original.public_id}/export.md").content.decode()
+    assert "*(Attached: notes.txt)*" in markdown
+    archive = zipfile.ZipFile(io.BytesIO(_collect(client.get("/settings/export.zip"))))
+    assert b"Spring tides are higher" in b"".join(archive.read(n) for n in archive.namelist())
+
+    bob = make_user("bob")
+    imported = client_for(bob).post(
+        "/settings/import/", {"file": SimpleUploadedFile("tides.json", exported)}
+    )
+    assert "Imported 1 conversation" in imported.content.decode()
+    copy = Conversation.objects.get(owner=bob)
+    rows = list(Attachment.objects.filter(owner=bob).order_by("id"))
+    assert [(r.name, r.kind) for r in rows] == [
+        ("notes.txt", "text"),
+        ("report.pdf", "pdf"),
+        ("chart.png", "image"),
+    ]
+    assert all(r.message.conversation_id == copy.pk for r in rows)
+    assert "Spring tides are higher" in rows[1].text
+    assert (rows[2].width, rows[2].height) == (5, 2)
+    with rows[0].file.open("rb") as handle:
+        assert handle.read() == b"Tide tables, by hand"
+    assert len(stored_files(stored)) == 6  # alice's three and bob's three
+    # What the model is sent for the imported message is what it was sent for the original.
+    from conversations import selectors
+
+    question = copy.messages.get(role="user")
+    answer = copy.messages.get(role="assistant")
+    assert question.content == "Look at these"
+    history = selectors.message_history_for_upstream(answer_id=answer.pk)
+    assert history == selectors.message_history_for_upstream(answer_id=turn.answer.pk)
+
+
+def test_an_import_with_a_hostile_image_is_refused_and_writes_nothing(stored: Path) -> None:
+    import base64
+    import json
+
+    document = {
+        "format": "chatsite",
+        "version": 1,
+        "conversations": [
+            {
+                "title": "Bomb",
+                "model": "m",
+                "messages": [
+                    {
+                        "id": 1,
+                        "role": "user",
+                        "content": "see",
+                        "attachments": [
+                            {
+                                "name": "huge.png",
+                                "kind": "image",
+                                "data": base64.b64encode(
+                                    files.png_claiming(60_000, 60_000)
+                                ).decode(),
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    response = client_for(make_user()).post(
+        "/settings/import/",
+        {"file": SimpleUploadedFile("bomb.json", json.dumps(document).encode())},
+    )
+    assert "huge.png" in response.content.decode()
+    assert "pixels" in response.content.decode()
+    assert Conversation.objects.count() == 0
+    assert Attachment.objects.count() == 0
+    assert stored_files(stored) == []
+
+
+def test_an_import_past_the_owner_file_bytes_is_refused_and_leaves_no_file(
+    settings: Any, stored: Path
+) -> None:
+    import json
+
+    settings.CHATSITE_ATTACHMENT_USER_BYTES = 10
+    settings.CHATSITE_IMPORT_BACKGROUND_ROWS = 100_000  # written during the request
+    message = {
+        "id": 1,
+        "role": "user",
+        "content": "see",
+        "attachments": [{"name": "long.txt", "kind": "text", "text": "x" * 50}],
+    }
+    document = {
+        "format": "chatsite",
+        "version": 1,
+        "conversations": [{"title": "Big", "model": "m", "messages": [message]}],
+    }
+    response = client_for(make_user()).post(
+        "/settings/import/",
+        {"file": SimpleUploadedFile("big.json", json.dumps(document).encode())},
+    )
+    assert "you may keep 10\xa0bytes of attached files" in response.content.decode()
+    assert Conversation.objects.count() == 0
+    assert stored_files(stored) == []

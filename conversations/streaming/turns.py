@@ -15,7 +15,15 @@ from channels.db import database_sync_to_async
 
 from chatsite.types import Account
 
-from .. import catalog, fragments, selectors, services, turn_services, upstream
+from .. import (
+    attachment_selectors,
+    catalog,
+    fragments,
+    selectors,
+    services,
+    turn_services,
+    upstream,
+)
 from ..models import Conversation, Message
 from ..selectors import MessageView, Versions
 from . import broadcast, frames
@@ -47,7 +55,7 @@ def _prepare(
             return MessageView(
                 message,
                 Versions.of(message.pk, [message.pk]),
-                attachments=selectors.message_attachments(message=message),
+                attachments=attachment_selectors.message_attachments(message=message),
             )
         return selectors.message_view(message=message)
 
