@@ -363,8 +363,8 @@ CHATSITE_ATTACHMENT_IMAGE_SIDE = env_int("CHATSITE_ATTACHMENT_IMAGE_SIDE", 8192)
 # Uploaded but never sent: `purge_conversations` deletes them after this many hours.
 CHATSITE_ATTACHMENT_PENDING_HOURS = env_int("CHATSITE_ATTACHMENT_PENDING_HOURS", 24)
 # The models that are sent images (comma-separated, shell-style patterns like `gpt-4o*`,
-# or `*`); the demo's models read them (they say what they saw); otherwise none until
-# the operator says which.
+# or `*`). The demo's models take them (so the feature shows with no set-up); otherwise
+# none until the operator says which.
 CHATSITE_VISION_MODELS = env_list(
     "CHATSITE_VISION_MODELS", "chatsite-demo,chatsite-demo-fast" if CHATSITE_DEMO_MODE else ""
 )

@@ -136,8 +136,11 @@ _TOKEN = re.compile(r"\s*\S+|\s+")
 
 def _topic(messages: list[dict[str, Any]]) -> str:
     for message in reversed(messages):
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
-            words = message["content"].split()
+        content = message.get("content")
+        if isinstance(content, list):  # text and images: the text part's words
+            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        if message.get("role") == "user" and isinstance(content, str):
+            words = content.split()
             topic = " ".join(words[:8])
             if len(words) > 8:
                 topic += "…"
