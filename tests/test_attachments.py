@@ -558,3 +558,52 @@ def test_an_import_past_the_owner_file_bytes_is_refused_and_leaves_no_file(
     assert "you may keep 10\xa0bytes of attached files" in response.content.decode()
     assert Conversation.objects.count() == 0
     assert stored_files(stored) == []
+
+
+# --- staff ----------------------------------------------------------------------------------
+def test_staff_open_a_file_only_after_giving_a_reason_and_each_opening_is_logged() -> None:
+    from moderation.models import AccessLog
+
+    boss = make_user("boss")  # the first account: a superuser
+    owner = make_user("owner")
+    conversation = sent_attachment(owner, "<b>diary.txt")
+    message = conversation.messages.get(role="user")
+    row = Attachment.objects.get(message=message)
+    staff = client_for(boss)
+    change = f"/admin/conversations/message/{message.pk}/change/"
+    url = f"/admin/conversations/message/{message.pk}/attachments/{row.public_id}/"
+    refused = staff.get(url)
+    assert refused.status_code == 302  # to the page that asks why
+    assert refused["Location"] == change
+    assert not AccessLog.objects.exists()
+    staff.post(change.replace("/change/", "/reason/"), {"access_reason": "Ticket 12"})
+    page = staff.get(change).content.decode()
+    assert "&lt;b&gt;diary.txt" in page  # a file name is never live HTML
+    assert "<b>diary" not in page
+    opened = staff.get(url)
+    assert opened.status_code == 200
+    assert b"".join(opened.streaming_content) == b"kept"  # type: ignore[attr-defined]
+    entry = AccessLog.objects.order_by("-pk").first()
+    assert entry is not None
+    assert f"of message #{message.pk} opened" in entry.reason
+    assert entry.conversation_id == conversation.pk
+
+
+async def test_regenerating_with_a_model_that_cannot_read_images_is_refused(
+    fake: FakeUpstream, settings: Any
+) -> None:
+    settings.CHATSITE_VISION_MODELS = ["fake-model"]
+    fake.enqueue(Stream(["A square."]))
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(client_for)(user)
+    chip = uploaded_id(await sync_to_async(upload)(client, "square.png", files.png()))
+    conversation = await sync_to_async(services.conversation_create)(owner=user, model="fake-model")
+    socket = await send(conversation, user, "What is it?", [chip])
+    await socket.receive_until(final_frame)
+    answer = await sync_to_async(lambda: conversation.messages.get(role="assistant"))()
+    socket.frames.clear()
+    await socket.send_json({"action": "retry", "message_id": answer.pk, "model": "fake-model-mini"})
+    frame = await socket.receive_until(error_frame)
+    assert "fake-model-mini cannot read images, so nothing was sent" in frame
+    assert len(fake.completions()) == 1
+    await socket.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, FilePayload, Page, expect
 
 from tests import attachment_files as files
 from tests.browser.conftest import API_KEY, ARTIFACTS, SETTLED, sign_up
@@ -38,7 +38,8 @@ def files_site(fake_server: FakeUpstream, tmp_path: Path) -> Iterator[tuple[str,
 
 
 def attach(page: Page, name: str, data: bytes, mime: str) -> None:
-    page.set_input_files("#attach-input", files=[{"name": name, "mimeType": mime, "buffer": data}])
+    payload: FilePayload = {"name": name, "mimeType": mime, "buffer": data}
+    page.set_input_files("#attach-input", files=[payload])
     expect(page.locator("#composer-chips .chip", has_text=name)).to_be_visible()
 
 
