@@ -31,7 +31,8 @@ async def attachment_upload(request: HttpRequest) -> HttpResponse:
     """Each file checked (in a worker thread: PDFs and images cost CPU) and kept as a
     pending attachment; the chips of those accepted, and a sentence for each refused."""
     user = account_of(await request.auser())
-    uploads = request.FILES.getlist("file")
+    # Parsing the multipart body reads (and may copy) megabytes: not on the event loop.
+    uploads = await sync_to_async(request.FILES.getlist, thread_sensitive=False)("file")
     chips = []
     errors = []
     if not uploads:
