@@ -132,3 +132,13 @@ def test_an_image_for_a_model_that_cannot_read_images_is_refused_in_the_page(
     # The chip is still there, and nothing went upstream.
     expect(page.locator("#composer-chips .chip", has_text="square.png")).to_be_visible()
     assert fake_server.completions() == []
+    # A file that is not what its name says is refused under the composer, with no chip.
+    payload: FilePayload = {"name": "photo.png", "mimeType": "image/png", "buffer": b"text"}
+    page.set_input_files("#attach-input", files=[payload])
+    expect(page.locator("#attach-feedback")).to_contain_text(
+        "photo.png is not a PNG, JPEG, WebP or GIF image"
+    )
+    expect(page.locator("#composer-chips .chip")).to_have_count(1)
+    # The browser logs each refusal's 422 (htmx swaps them in on purpose); nothing else.
+    problems = [p for p in page.problems if "status of 422" not in p]  # type: ignore[attr-defined]
+    assert not problems
