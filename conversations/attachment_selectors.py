@@ -13,7 +13,7 @@ from chatsite.types import Visitor, visitor_id
 
 from . import attachments
 from .attachments import Part
-from .models import Attachment, Message
+from .models import Attachment, Message, attachment_storage
 
 
 def _owned(user: Visitor) -> QuerySet[Attachment]:
@@ -73,24 +73,14 @@ def attachments_by_message(*, message_ids: Iterable[int]) -> dict[int, list[Atta
 def with_files(*, contents: dict[int, str], model: str) -> dict[int, Any]:
     """The content the model is sent for those of these messages (the caller's, with
     their text) that carry files: each file's text fenced before the words, images as
-    `image_url` parts when `model` reads images. Images are read from storage: blocking,
-    the database thread's work."""
+    `image_url` parts when `model` reads images (naming the stored file: `images_inline`
+    reads them, outside the database thread)."""
     vision = attachments.vision_accepts(model)
     parts: dict[int, list[Part]] = {}
     for row in Attachment.objects.filter(message_id__in=list(contents)).order_by("id"):
         assert row.message_id is not None
-        data = b""
-        if row.kind == Attachment.Kind.IMAGE and vision:
-            with row.file.open("rb") as handle:
-                data = handle.read()
         parts.setdefault(row.message_id, []).append(
-            Part(
-                kind=row.kind,
-                name=row.name,
-                text=row.text,
-                content_type=row.content_type,
-                data=data,
-            )
+            Part(kind=row.kind, name=row.name, text=row.text, stored=row.file.name)
         )
     return {
         pk: attachments.upstream_content(text=contents[pk], parts=found, vision=vision)
@@ -123,3 +113,31 @@ def attachments_for_export(*, message_ids: list[int]) -> dict[int, list[tuple[At
                 data = handle.read()
         found.setdefault(row.message_id, []).append((row, data))
     return found
+
+
+def images_inline(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history with each stored image read and put in its part as a `data:` URL.
+    Blocking storage reads (a disk, a bucket): run in a worker thread, never in the
+    database thread or on the event loop."""
+    storage = attachment_storage()
+    for message in history:
+        content = message["content"]
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            url = part.get("image_url", {}).get("url", "")
+            if url.startswith(attachments.STORED):
+                with storage.open(url.removeprefix(attachments.STORED), "rb") as handle:
+                    part["image_url"]["url"] = attachments.image_url(handle.read())
+    return history
+
+
+def history_has_stored_images(history: list[dict[str, Any]]) -> bool:
+    return any(
+        isinstance(m["content"], list)
+        and any(
+            p.get("image_url", {}).get("url", "").startswith(attachments.STORED)
+            for p in m["content"]
+        )
+        for m in history
+    )

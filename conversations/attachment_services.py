@@ -9,6 +9,7 @@ that cascades from a conversation, an account or retention take the files along)
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -47,45 +48,56 @@ def attachment_size_check(*, name: str, size: int) -> None:
         )
 
 
-def attachment_create(*, owner: Account, name: str, inspected: Inspected) -> Attachment:
-    """Keep a checked file (`attachments.inspect`, run by the caller in a worker thread)
-    as the owner's pending attachment. Refused past the per-file size, the owner's total
-    bytes or the number of files waiting to be sent; nothing is kept then."""
-    size = len(inspected.data)
+def attachment_room_check(*, owner_id: int, name: str, size: int) -> None:
+    """Whether the owner may keep one more file of `size` bytes: AttachmentRefused past
+    the per-file size, the owner's total bytes or the number of files waiting to be
+    sent, with a sentence saying which."""
     attachment_size_check(name=name, size=size)
     waiting = settings.CHATSITE_ATTACHMENTS_PER_MESSAGE * 4
-    if attachment_selectors.attachment_pending_count(owner_id=owner.pk) >= waiting:
+    if attachment_selectors.attachment_pending_count(owner_id=owner_id) >= waiting:
         raise AttachmentRefused(
             f"You have {waiting} files waiting to be sent. Send them, or remove some."
         )
     cap = settings.CHATSITE_ATTACHMENT_USER_BYTES
-    used = attachment_selectors.attachment_bytes_used(owner_id=owner.pk)
+    used = attachment_selectors.attachment_bytes_used(owner_id=owner_id)
     if cap and used + size > cap:
         raise AttachmentRefused(
             f"Your files would take {filesizeformat(used + size)}; you may keep "
             f"{filesizeformat(cap)} of attached files. Delete conversations with files you "
             "no longer need, then try again."
         )
-    row = Attachment(
-        owner=owner,
-        name=name,
-        kind=inspected.kind,
-        content_type=inspected.content_type,
-        size=size,
-        text=inspected.text,
-        pages=inspected.pages,
-        width=inspected.width,
-        height=inspected.height,
-    )
-    # The file first: a row never names a missing file. Should the row fail, the file
-    # goes again.
-    row.file.save("upload", ContentFile(inspected.data), save=False)
+
+
+def attachment_file_store(*, owner_id: int, data: bytes) -> str:
+    """Store a checked file's bytes under a fresh name; the name. No database: for a
+    worker thread (a bucket's latency must not hold the database thread)."""
+    return attachment_storage().save(f"{owner_id}/{uuid.uuid4().hex}", ContentFile(data))
+
+
+def attachment_create(
+    *, owner: Account, name: str, inspected: Inspected, stored: str
+) -> Attachment:
+    """The owner's pending attachment for a checked file (`attachments.inspect`) already
+    stored as `stored`. The room is checked again (another upload may have taken it
+    meanwhile); refused or failed, the stored file is deleted: nothing is kept."""
     try:
-        row.save()
+        with transaction.atomic():
+            attachment_room_check(owner_id=owner.pk, name=name, size=len(inspected.data))
+            return Attachment.objects.create(
+                owner=owner,
+                name=name,
+                kind=inspected.kind,
+                content_type=inspected.content_type,
+                size=len(inspected.data),
+                file=stored,
+                text=inspected.text,
+                pages=inspected.pages,
+                width=inspected.width,
+                height=inspected.height,
+            )
     except BaseException:
-        attachment_storage().delete(row.file.name)
+        attachment_storage().delete(stored)
         raise
-    return row
 
 
 def attachment_remove(*, owner: Account, public_id: Any) -> bool:

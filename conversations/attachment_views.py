@@ -40,14 +40,21 @@ async def attachment_upload(request: HttpRequest) -> HttpResponse:
     for upload in uploads:
         name = attachments.name_clean(upload.name)
         try:
-            attachment_services.attachment_size_check(name=name, size=upload.size or 0)
+            # Room first (a cheap read), then the CPU and the storage work in worker
+            # threads, then the row in the database thread.
+            await sync_to_async(attachment_services.attachment_room_check)(
+                owner_id=user.pk, name=name, size=upload.size or 0
+            )
             data = await sync_to_async(upload.read, thread_sensitive=False)()
             inspected = await sync_to_async(attachments.inspect, thread_sensitive=False)(
                 name=name, data=data
             )
+            stored = await sync_to_async(
+                attachment_services.attachment_file_store, thread_sensitive=False
+            )(owner_id=user.pk, data=inspected.data)
             chips.append(
                 await sync_to_async(attachment_services.attachment_create)(
-                    owner=user, name=name, inspected=inspected
+                    owner=user, name=name, inspected=inspected, stored=stored
                 )
             )
         except ValidationError as exc:
@@ -74,13 +81,16 @@ def attachment_remove(request: HttpRequest, public_id: str) -> HttpResponse:
 
 @require_GET
 @login_required
-def attachment_download(request: HttpRequest, public_id: str) -> FileResponse:
+async def attachment_download(request: HttpRequest, public_id: str) -> FileResponse:
     """The owner's file, as a download (a chip's link)."""
-    row = attachment_selectors.attachment_get(user=request.user, public_id=public_id)
+    user = await request.auser()
+    row = await sync_to_async(attachment_selectors.attachment_get)(user=user, public_id=public_id)
     if row is None:
         raise Http404("No such file.")
+    # Opened in a worker thread: storage may be a bucket across the network.
+    handle = await sync_to_async(row.file.open, thread_sensitive=False)("rb")
     response = FileResponse(
-        row.file.open("rb"),
+        handle,
         as_attachment=True,
         filename=row.name,
         content_type=row.content_type,

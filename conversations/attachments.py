@@ -228,8 +228,7 @@ class Part:
     kind: str
     name: str
     text: str = ""
-    content_type: str = ""
-    data: bytes = b""
+    stored: str = ""  # an image's name in storage: read when the request is made
 
 
 def _fenced(part: Part) -> str:
@@ -250,8 +249,9 @@ def upstream_content(*, text: str, parts: list[Part], vision: bool) -> str | lis
         if part.kind != IMAGE:
             blocks.append(_fenced(part))
         elif vision:
-            encoded = base64.b64encode(part.data).decode("ascii")
-            url = f"data:{part.content_type};base64,{encoded}"
+            # Read and encoded by `image_url` outside the database thread, just before
+            # the request is sent.
+            url = STORED + part.stored
             images.append({"type": "image_url", "image_url": {"url": url}})
         else:
             blocks.append(f"[Image {part.name} left out: this model does not read images.]")
@@ -259,6 +259,15 @@ def upstream_content(*, text: str, parts: list[Part], vision: bool) -> str | lis
     if not images:
         return combined
     return [{"type": "text", "text": combined}, *images]
+
+
+STORED = "chatsite-stored:"  # an image part's URL until its file is read
+
+
+def image_url(data: bytes) -> str:
+    """A stored image (re-encoded: JPEG or PNG) as a `data:` URL."""
+    kind = "image/jpeg" if data.startswith(b"\xff\xd8") else "image/png"
+    return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def content_chars(content: Any) -> int:

@@ -488,8 +488,12 @@ def test_files_go_out_with_the_export_and_come_back_with_the_import(
     question = copy.messages.get(role="user")
     answer = copy.messages.get(role="assistant")
     assert question.content == "Look at these"
-    history = selectors.message_history_for_upstream(answer_id=answer.pk)
-    assert history == selectors.message_history_for_upstream(answer_id=turn.answer.pk)
+    from conversations.attachment_selectors import images_inline
+
+    history = images_inline(selectors.message_history_for_upstream(answer_id=answer.pk))
+    original_history = selectors.message_history_for_upstream(answer_id=turn.answer.pk)
+    assert history == images_inline(original_history)
+    assert history[-1]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
 
 
 def test_an_import_with_a_hostile_image_is_refused_and_writes_nothing(stored: Path) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
 from chatsite.types import Account
@@ -83,6 +84,12 @@ async def _launch(
     the announcement (`Generation.announced`), so no text reaches a page before the
     message it belongs to."""
     config = upstream.configured(server=server)
+    if attachment_selectors.history_has_stored_images(prepared.history):
+        # Images are read from storage here, in a worker thread: a bucket's latency must
+        # hold neither the database thread nor the event loop.
+        prepared.history = await sync_to_async(
+            attachment_selectors.images_inline, thread_sensitive=False
+        )(prepared.history)
     generation = Generation(
         conversation=conversation,
         answer=prepared.answer.message,

@@ -133,6 +133,7 @@ def test_an_image_for_a_model_that_cannot_read_images_is_refused_in_the_page(
     expect(page.locator("#composer-chips .chip", has_text="square.png")).to_be_visible()
     assert fake_server.completions() == []
     # A file that is not what its name says is refused under the composer, with no chip.
+    page.wait_for_function(SETTLED)  # the refusal's page is swapped in: let htmx bind it
     payload: FilePayload = {"name": "photo.png", "mimeType": "image/png", "buffer": b"text"}
     page.set_input_files("#attach-input", files=[payload])
     expect(page.locator("#attach-feedback")).to_contain_text(
