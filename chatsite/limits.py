@@ -19,6 +19,7 @@ to the application.
 
 from __future__ import annotations
 
+import hmac
 from http.cookies import CookieError, SimpleCookie
 from importlib import import_module
 from typing import Any
@@ -53,6 +54,20 @@ async def _signed_in(scope: dict[str, Any]) -> bool:
     return bool(await store.aget("_auth_user_id"))
 
 
+# This site's own requests to its demo model carry a conversation's images (base64).
+DEMO_PATH = "/demo/v1/chat/completions"
+DEMO_REQUEST_BYTES = 64_000_000
+
+
+def demo_key_presented(authorization: str) -> bool:
+    """Whether an Authorization header presents the key this site's own calls to its
+    demo model use (derived from the secret key; never in a browser)."""
+    presented = authorization.removeprefix("Bearer ").strip()
+    return bool(presented) and hmac.compare_digest(
+        presented.encode(), settings.CHATSITE_DEMO_API_KEY.encode()
+    )
+
+
 async def body_limit(scope: dict[str, Any]) -> int:
     limit = int(settings.CHATSITE_MAX_REQUEST_BYTES)
     if scope.get("path") == reverse("conversation_import") and await _signed_in(scope):
@@ -60,6 +75,10 @@ async def body_limit(scope: dict[str, Any]) -> int:
     elif scope.get("path") == reverse("attachment_upload") and await _signed_in(scope):
         # One file at a time from the composer; a few more fit when the limit allows.
         limit = max(limit, int(settings.CHATSITE_ATTACHMENT_MAX_BYTES) + MULTIPART_ROOM)
+    elif scope.get("path") == DEMO_PATH and demo_key_presented(
+        _header(scope, b"authorization") or ""
+    ):
+        limit = max(limit, DEMO_REQUEST_BYTES)
     return limit
 
 
