@@ -135,6 +135,10 @@ by token just like the real ones.""",
 ]
 
 _TOKEN = re.compile(r"\s*\S+|\s+")
+# Attached files fenced before a user's words (attachments.upstream_content).
+_ATTACHED = re.compile(
+    r"\A(?:(?:File|PDF): [^\n]*\n(`{3,})\n.*?\n\1\n\n|\[Image [^\n]*\]\n\n)+", re.DOTALL
+)
 
 
 def _topic(messages: list[dict[str, Any]]) -> str:
@@ -143,7 +147,7 @@ def _topic(messages: list[dict[str, Any]]) -> str:
         if isinstance(content, list):  # text and images: the text part's words
             content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
         if message.get("role") == "user" and isinstance(content, str):
-            words = content.split()
+            words = _ATTACHED.sub("", content).split()  # the user's words, not the files
             topic = " ".join(words[:8])
             if len(words) > 8:
                 topic += "…"
