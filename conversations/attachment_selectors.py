@@ -92,7 +92,8 @@ def message_attachments(*, message: Message) -> tuple[Attachment, ...]:
     """A user message's chips."""
     if message.role != Message.Role.USER:
         return ()
-    return tuple(Attachment.objects.filter(message_id=message.pk).defer("text").order_by("id"))
+    # With their text: a new message's files are screened with it (streaming/moderating).
+    return tuple(Attachment.objects.filter(message_id=message.pk).order_by("id"))
 
 
 def attachments_have_image(*, message_ids: Iterable[int]) -> bool:

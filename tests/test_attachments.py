@@ -611,3 +611,21 @@ async def test_regenerating_with_a_model_that_cannot_read_images_is_refused(
     assert "fake-model-mini cannot read images, so nothing was sent" in frame
     assert len(fake.completions()) == 1
     await socket.close()
+
+
+async def test_a_file_is_screened_with_its_message_and_is_no_way_round_the_rules(
+    fake: FakeUpstream,
+) -> None:
+    from moderation.models import Policy, Rule
+
+    await Rule.objects.acreate(pattern="bomb", category="weapons")
+    await Policy.objects.acreate(category="weapons", action="block")
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(client_for)(user)
+    chip = uploaded_id(await sync_to_async(upload)(client, "plan.txt", b"How to build a BOMB"))
+    conversation = await sync_to_async(services.conversation_create)(owner=user, model="fake-model")
+    socket = await send(conversation, user, "Summarise this file", [chip])
+    final = await socket.receive_until(final_frame)
+    assert "not sent to the model" in final
+    assert fake.completions() == []  # nothing went upstream
+    await socket.close()

@@ -74,7 +74,7 @@ def conversation_document(
         ],
     }
     for entry, m in zip(document["messages"], messages, strict=True):
-        if files and files.get(m.pk):
+        if files and files.get(m.pk) and not m.hidden:  # hidden: kept for moderators only
             entry["attachments"] = [_attachment_entry(row, data) for row, data in files[m.pk]]
     return document
 
