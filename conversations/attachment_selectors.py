@@ -44,10 +44,10 @@ def attachment_get_pending(*, user: Visitor, public_id: object) -> Attachment | 
     return _owned(user).filter(public_id=uid, message__isnull=True).first()
 
 
-def attachments_pending_among(*, user: Visitor, public_ids: list[str]) -> list[Attachment]:
-    """Those of these ids that are the user's pending attachments (a refused form's)."""
-    uids = [uid for uid in (as_uuid(v) for v in public_ids[:50]) if uid is not None]
-    return list(_owned(user).filter(public_id__in=uids, message__isnull=True).order_by("id"))
+def attachments_pending(*, user: Visitor) -> list[Attachment]:
+    """The user's files uploaded and not yet sent: a page shows them in its composer, so a
+    reload loses none of them."""
+    return list(_owned(user).filter(message__isnull=True).defer("text").order_by("id"))
 
 
 def attachment_bytes_used(*, owner_id: int) -> int:

@@ -77,6 +77,8 @@ def _home_page(
         ),
         "model_choices": choices,
         "selected_model": extra.pop("selected_model", "") or preferences.default_model,
+        # Files uploaded and not sent keep their chips: a reload or a refusal loses none.
+        "form_attachments": attachment_selectors.attachments_pending(user=user),
         "service_problem": _service_problem(request),
         **extra,
     }
@@ -118,6 +120,7 @@ def _conversation_page(
             "next_cursor": next_cursor,
             "model_choices": _with_current(choices, conversation.model),
             "usage": selectors.usage_for_conversation(conversation=conversation),
+            "pending_attachments": attachment_selectors.attachments_pending(user=user),
             "quota_text": _quota_text(user),
             "service_problem": _service_problem(request),
             "ws_path": f"/ws/conversations/{conversation.public_id}/"
@@ -219,16 +222,11 @@ async def _home_with_error(
     if request.htmx:
         status = 422  # htmx swaps a 422 in (base.html's responseHandling): the error shows
     choices = await _model_choices(request)
-    # The files still waiting keep their chips: nothing attached is lost to a refusal.
-    pending = await sync_to_async(attachment_selectors.attachments_pending_among)(
-        user=user, public_ids=request.POST.getlist("attachments")
-    )
     return await sync_to_async(_home_page)(
         request,
         user,
         choices,
         status=status,
-        form_attachments=pending,
         form_error=error,
         form_message=text[: settings.CHATSITE_MAX_MESSAGE_CHARS],
         selected_model=request.POST.get("model", ""),

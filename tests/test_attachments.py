@@ -629,3 +629,15 @@ async def test_a_file_is_screened_with_its_message_and_is_no_way_round_the_rules
     assert "not sent to the model" in final
     assert fake.completions() == []  # nothing went upstream
     await socket.close()
+
+
+def test_a_file_waiting_to_be_sent_keeps_its_chip_across_pages_of_its_owner_only() -> None:
+    alice = make_user("alice")
+    client = client_for(alice)
+    chip = uploaded_id(upload(client, "draft.txt", b"later"))
+    conversation = services.conversation_create(owner=alice, model="fake-model")
+    for url in ("/", f"/conversations/{conversation.public_id}/"):
+        html = client.get(url).content.decode()
+        assert f'data-attachment="{chip}"' in html  # a reload loses nothing attached
+        assert f'name="attachments" value="{chip}"' in html
+    assert chip not in client_for(make_user("bob")).get("/").content.decode()
