@@ -641,3 +641,24 @@ def test_a_file_waiting_to_be_sent_keeps_its_chip_across_pages_of_its_owner_only
         assert f'data-attachment="{chip}"' in html  # a reload loses nothing attached
         assert f'name="attachments" value="{chip}"' in html
     assert chip not in client_for(make_user("bob")).get("/").content.decode()
+
+
+@pytest.mark.parametrize(
+    ("ids", "says"),
+    [
+        ({"not": "a list"}, "no longer there"),
+        (12345, "no longer there"),
+        (["not-a-uuid"], "no longer there"),
+        ([str(n) for n in range(10_000)], "at most"),
+    ],
+)
+async def test_hostile_attachment_ids_in_a_frame_get_a_clear_error_and_send_nothing(
+    fake: FakeUpstream, ids: Any, says: str
+) -> None:
+    user = await sync_to_async(make_user)()
+    conversation = await sync_to_async(services.conversation_create)(owner=user, model="fake-model")
+    socket = await send(conversation, user, "hello", ids)
+    assert says in await socket.receive_until(error_frame)
+    assert fake.completions() == []
+    assert await sync_to_async(Message.objects.count)() == 0
+    await socket.close()

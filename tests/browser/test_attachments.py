@@ -53,6 +53,11 @@ def test_a_file_attached_in_the_composer_is_a_chip_goes_with_the_message_and_sta
     )
     sign_up(page, base)
 
+    # The paper clip is reached from the keyboard too.
+    page.focus("#new-message")
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("document.activeElement.id") == "attach-input"
+
     # The home page's composer: a code file, then the first message.
     attach(page, "tide.py", b"def tide(hour):\n    return hour % 12\n", "text/x-python")
     chip = page.locator("#composer-chips .chip").first
