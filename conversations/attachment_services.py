@@ -172,6 +172,12 @@ def attachments_pending_purge(*, hours: int | None = None) -> int:
     return count
 
 
+def attachments_pending_delete(*, owner_id: int) -> int:
+    """Delete all of a user's files waiting to be sent (their data is being deleted)."""
+    count, _ = Attachment.objects.filter(owner_id=owner_id, message__isnull=True).delete()
+    return count
+
+
 def attachment_file_forget(*, name: str) -> None:
     """Once the deleting transaction commits, delete the stored file, unless another row
     (a carried-over copy) still names it."""

@@ -401,6 +401,15 @@ def test_deleting_an_account_deletes_its_stored_files_sent_or_pending(stored: Pa
     assert stored_files(stored) == []
 
 
+def test_deleting_a_users_data_in_admin_deletes_their_stored_files(stored: Path) -> None:
+    user = make_user()
+    sent_attachment(user)
+    uploaded_id(upload(client_for(user), "pending.txt", b"waiting"))
+    assert account_services.user_history_delete(user=user) == 1
+    assert Attachment.objects.count() == 0
+    assert stored_files(stored) == []
+
+
 def test_retention_deletes_stored_files_and_files_never_sent(stored: Path, settings: Any) -> None:
     from datetime import timedelta
 
