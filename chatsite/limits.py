@@ -73,8 +73,11 @@ async def body_limit(scope: dict[str, Any]) -> int:
     if scope.get("path") == reverse("conversation_import") and await _signed_in(scope):
         limit = max(limit, int(settings.CHATSITE_IMPORT_MAX_BYTES) + MULTIPART_ROOM)
     elif scope.get("path") == reverse("attachment_upload") and await _signed_in(scope):
-        # One file at a time from the composer; a few more fit when the limit allows.
-        limit = max(limit, int(settings.CHATSITE_ATTACHMENT_MAX_BYTES) + MULTIPART_ROOM)
+        # The picker may send a message's worth of files in one request.
+        files = int(settings.CHATSITE_ATTACHMENT_MAX_BYTES) * int(
+            settings.CHATSITE_ATTACHMENTS_PER_MESSAGE
+        )
+        limit = max(limit, files + MULTIPART_ROOM)
     elif scope.get("path") == DEMO_PATH and demo_key_presented(
         _header(scope, b"authorization") or ""
     ):

@@ -8,6 +8,7 @@ never rendered by the browser as a page.
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -37,6 +38,10 @@ async def attachment_upload(request: HttpRequest) -> HttpResponse:
     errors = []
     if not uploads:
         errors.append("Choose a file to attach.")
+    per_message = settings.CHATSITE_ATTACHMENTS_PER_MESSAGE
+    if len(uploads) > per_message:
+        errors.append(f"A message may carry {per_message} files at most; attach fewer.")
+        uploads = []
     for upload in uploads:
         name = attachments.name_clean(upload.name)
         try:

@@ -671,3 +671,14 @@ async def test_hostile_attachment_ids_in_a_frame_get_a_clear_error_and_send_noth
     assert fake.completions() == []
     assert await sync_to_async(Message.objects.count)() == 0
     await socket.close()
+
+
+def test_more_files_in_one_upload_than_a_message_carries_are_refused(settings: Any) -> None:
+    settings.CHATSITE_ATTACHMENTS_PER_MESSAGE = 2
+    response = client_for(make_user()).post(
+        "/attachments/",
+        {"file": [SimpleUploadedFile(f"{n}.txt", b"t") for n in range(3)]},
+    )
+    assert response.status_code == 422
+    assert "A message may carry 2 files at most" in response.content.decode()
+    assert Attachment.objects.count() == 0

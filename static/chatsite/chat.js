@@ -111,6 +111,17 @@
     var el = evt.detail && evt.detail.elt;
     if (el && el.id === "attach-input") el.value = "";
   });
+  // Refused before the view could answer (too large for the request limit, too many
+  // uploads at once): say so under the composer, as text.
+  document.addEventListener("htmx:responseError", function (evt) {
+    var el = evt.detail && evt.detail.elt;
+    var feedback = $("attach-feedback");
+    if (!el || el.id !== "attach-input" || !feedback) return;
+    var xhr = evt.detail.xhr;
+    var text = xhr && xhr.responseText && xhr.responseText.length < 300 ? xhr.responseText : "";
+    feedback.textContent = text.trim() || "The upload failed. Try again.";
+    feedback.classList.add("error");
+  });
 
   // --- sending -----------------------------------------------------------------------------
   document.addEventListener("htmx:wsConfigSend", function (evt) {
