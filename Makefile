@@ -62,7 +62,7 @@ format: install-dev
 # (installed, started and removed by the script).
 POSTGRES_TESTS := tests/test_search.py tests/test_versions.py tests/test_services.py \
 	tests/test_selectors.py tests/test_migrations.py tests/test_import_jobs.py \
-	tests/test_portability.py
+	tests/test_portability.py tests/test_attachments.py
 PYTEST_POSTGRES := bash scripts/with-postgres.sh $(BIN)/pytest -p no:cacheprovider \
 	$(POSTGRES_TESTS)
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from chatsite.errors import ActionRefused
 from chatsite.types import Account
+from conversations import attachment_services
 from conversations import services as conversation_services
 from conversations.streaming import broadcast
 
@@ -174,5 +175,8 @@ def user_delete(*, user: Account) -> None:
 
 def user_history_delete(*, user: Account) -> int:
     """Delete all of a user's conversations (the account stays), except one whose answer
-    is still being written. Returns how many were deleted."""
-    return conversation_services.conversation_delete_owned(owner_id=user.pk, keep_streaming=True)
+    is still being written, and the files they uploaded and never sent. Returns how many
+    conversations were deleted."""
+    count = conversation_services.conversation_delete_owned(owner_id=user.pk, keep_streaming=True)
+    attachment_services.attachments_pending_delete(owner_id=user.pk)
+    return count

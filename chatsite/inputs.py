@@ -7,6 +7,7 @@ otherwise surface as an OverflowError or a database error deep in a query.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,4 +39,16 @@ def aware_from(value: Any) -> datetime | None:
             return None
         return moment.astimezone(UTC)  # OverflowError near year 1 or 9999
     except (ValueError, OverflowError):
+        return None
+
+
+def uuid_from(value: Any) -> uuid.UUID | None:
+    """A UUID from a form field or a frame, or None for anything else."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
         return None

@@ -10,14 +10,16 @@ middleware or view runs, so a CSRF refusal or a login check comes after a strang
   the moment it passes the limit.
 
 The limit is `CHATSITE_MAX_REQUEST_BYTES` for every request; the import form alone
-accepts `CHATSITE_IMPORT_MAX_BYTES` (plus room for the form around the file), and only
-from a signed-in session. In front of daphne, the proxy's own limit (nginx's
-`client_max_body_size`) stops such bodies earlier still: daphne itself buffers a body to
-disk before handing it to the application.
+accepts `CHATSITE_IMPORT_MAX_BYTES` (plus room for the form around the file), and the
+attachment upload `CHATSITE_ATTACHMENT_MAX_BYTES`, each only from a signed-in
+session. In front of daphne, the proxy's own limit (nginx's `client_max_body_size`)
+stops such bodies earlier still: daphne itself buffers a body to disk before handing it
+to the application.
 """
 
 from __future__ import annotations
 
+import hmac
 from http.cookies import CookieError, SimpleCookie
 from importlib import import_module
 from typing import Any
@@ -52,10 +54,34 @@ async def _signed_in(scope: dict[str, Any]) -> bool:
     return bool(await store.aget("_auth_user_id"))
 
 
+# This site's own requests to its demo model carry a conversation's images (base64).
+DEMO_PATH = "/demo/v1/chat/completions"
+DEMO_REQUEST_BYTES = 64_000_000
+
+
+def demo_key_presented(authorization: str) -> bool:
+    """Whether an Authorization header presents the key this site's own calls to its
+    demo model use (derived from the secret key; never in a browser)."""
+    presented = authorization.removeprefix("Bearer ").strip()
+    return bool(presented) and hmac.compare_digest(
+        presented.encode(), settings.CHATSITE_DEMO_API_KEY.encode()
+    )
+
+
 async def body_limit(scope: dict[str, Any]) -> int:
     limit = int(settings.CHATSITE_MAX_REQUEST_BYTES)
     if scope.get("path") == reverse("conversation_import") and await _signed_in(scope):
         limit = max(limit, int(settings.CHATSITE_IMPORT_MAX_BYTES) + MULTIPART_ROOM)
+    elif scope.get("path") == reverse("attachment_upload") and await _signed_in(scope):
+        # The picker may send a message's worth of files in one request.
+        files = int(settings.CHATSITE_ATTACHMENT_MAX_BYTES) * int(
+            settings.CHATSITE_ATTACHMENTS_PER_MESSAGE
+        )
+        limit = max(limit, files + MULTIPART_ROOM)
+    elif scope.get("path") == DEMO_PATH and demo_key_presented(
+        _header(scope, b"authorization") or ""
+    ):
+        limit = max(limit, DEMO_REQUEST_BYTES)
     return limit
 
 

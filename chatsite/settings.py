@@ -301,6 +301,17 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT") or (None if DEBUG else BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Files attached to messages: never under a public URL (the owner-scoped view serves
+    # them). Local disk by default; any Django storage backend works (README: S3).
+    "attachments": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": os.environ.get("CHATSITE_ATTACHMENTS_ROOT") or BASE_DIR / "attachments",
+            "base_url": None,
+            "file_permissions_mode": 0o600,
+            "directory_permissions_mode": 0o700,
+        },
+    },
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -386,6 +397,24 @@ CHATSITE_DEMO_TOKENS_PER_SECOND = env_float("CHATSITE_DEMO_TOKENS_PER_SECOND", 4
 # The demo's models and how fast each writes (times CHATSITE_DEMO_TOKENS_PER_SECOND), so
 # that the model picker has something to pick from with no set-up at all.
 CHATSITE_DEMO_MODELS = {"chatsite-demo": 1.0, "chatsite-demo-fast": 4.0}
+
+# --- Attachments (files attached to messages; see conversations/attachments.py) ---------
+CHATSITE_ATTACHMENT_MAX_BYTES = env_int("CHATSITE_ATTACHMENT_MAX_BYTES", 10_000_000)  # a file
+CHATSITE_ATTACHMENTS_PER_MESSAGE = env_int("CHATSITE_ATTACHMENTS_PER_MESSAGE", 5)
+# Everything a user keeps attached, sent or waiting to be sent (0: no cap).
+CHATSITE_ATTACHMENT_USER_BYTES = env_int("CHATSITE_ATTACHMENT_USER_BYTES", 200_000_000)
+CHATSITE_ATTACHMENT_TEXT_CHARS = env_int("CHATSITE_ATTACHMENT_TEXT_CHARS", 200_000)
+CHATSITE_ATTACHMENT_PDF_PAGES = env_int("CHATSITE_ATTACHMENT_PDF_PAGES", 100)
+CHATSITE_ATTACHMENT_IMAGE_PIXELS = env_int("CHATSITE_ATTACHMENT_IMAGE_PIXELS", 40_000_000)
+CHATSITE_ATTACHMENT_IMAGE_SIDE = env_int("CHATSITE_ATTACHMENT_IMAGE_SIDE", 8192)
+# Uploaded but never sent: `purge_conversations` deletes them after this many hours.
+CHATSITE_ATTACHMENT_PENDING_HOURS = env_int("CHATSITE_ATTACHMENT_PENDING_HOURS", 24)
+# The models that are sent images (comma-separated, shell-style patterns like `gpt-4o*`,
+# or `*`). The demo's models take them (so the feature shows with no set-up); otherwise
+# none until the operator says which.
+CHATSITE_VISION_MODELS = env_list(
+    "CHATSITE_VISION_MODELS", "chatsite-demo,chatsite-demo-fast" if CHATSITE_DEMO_MODE else ""
+)
 
 # --- Streaming --------------------------------------------------------------------------
 CHATSITE_FRAME_INTERVAL = env_float("CHATSITE_FRAME_INTERVAL", 0.05)  # seconds between frames

@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
@@ -16,7 +16,7 @@ from moderation import services as moderation_services
 from moderation.access import PrivateTextLookupsMixin, ReasonRequiredMixin
 from moderation.models import Flag
 
-from . import share_selectors, share_services
+from . import attachment_selectors, share_selectors, share_services
 from .models import ChunkLog, Conversation, Message, ShareLink
 from .rendering import render
 
@@ -110,6 +110,7 @@ class MessageAdmin(ReasonRequiredMixin, PrivateTextLookupsMixin, admin.ModelAdmi
         "completed_at",
         "upstream_request_id",
         "generation_channel",
+        "attached_files",
     )
     raw_id_fields = ("conversation",)
     private_text_fields = ("content",)  # no ?content__icontains=…
@@ -163,6 +164,52 @@ class MessageAdmin(ReasonRequiredMixin, PrivateTextLookupsMixin, admin.ModelAdmi
             more,
             rows,
         )
+
+    # --- attached files: opened under the conversation's grant, each opening recorded ---
+
+    def get_urls(self) -> list[URLPattern]:
+        attachment = path(
+            "<path:object_id>/attachments/<uuid:public_id>/",
+            self.admin_site.admin_view(self.attachment_view),
+            name="conversations_message_attachment",
+        )
+        return [attachment, *super().get_urls()]
+
+    @admin.display(description="Attached files")
+    def attached_files(self, message: Message) -> str:
+        rows = attachment_selectors.attachments_by_message(message_ids=[message.pk])
+        return format_html_join(
+            "",
+            '<p><a href="attachments/{}/">{}</a> ({}, {} bytes)</p>',
+            (
+                (row.public_id, row.name, row.get_kind_display(), row.size)
+                for row in rows.get(message.pk, [])
+            ),
+        ) or format_html("{}", "None")
+
+    def attachment_view(self, request: HttpRequest, object_id: str, public_id: str) -> Any:
+        message = self.get_object(request, unquote(object_id))
+        if message is None or not self.has_view_or_change_permission(request, message):
+            raise PermissionDenied
+        row = attachment_selectors.attachment_of_message(message=message, public_id=public_id)
+        if row is None:
+            raise Http404("No such file.")
+        if not access.granted(request, message.conversation_id):
+            # No reason given for this conversation (or it has run out): the change page
+            # asks for one first.
+            return HttpResponseRedirect(request.path.split("attachments/")[0] + "change/")
+        moderation_services.access_record_attachment(
+            staff=account_of(request.user), message=message, name=row.name, path=request.path
+        )
+        response = FileResponse(
+            row.file.open("rb"),
+            as_attachment=True,
+            filename=row.name,
+            content_type=row.content_type,
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "private, no-store"
+        return response
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None

@@ -189,6 +189,8 @@ class ConversationConsumer(DirectDispatch, AsyncWebsocketConsumer):
                     client_key=key,
                     edit_of=message_id if action == "edit" else None,
                     allowed=self._still_signed_in,
+                    # Pending attachments' ids (checked against the sender in services).
+                    attachment_ids=frame.get("attachments"),
                 )
             elif action == "version":
                 await turns.version_show(conversation=self.conversation, message_id=message_id)

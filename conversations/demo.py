@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import random
 import re
@@ -26,6 +25,10 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
+
+from chatsite.limits import demo_key_presented
+
+from . import attachments
 
 MODEL = "chatsite-demo"  # its models and their pace: settings.CHATSITE_DEMO_MODELS
 
@@ -132,12 +135,19 @@ by token just like the real ones.""",
 ]
 
 _TOKEN = re.compile(r"\s*\S+|\s+")
+# Attached files fenced before a user's words (attachments.upstream_content).
+_ATTACHED = re.compile(
+    r"\A(?:(?:File|PDF): [^\n]*\n(`{3,})\n.*?\n\1\n\n|\[Image [^\n]*\]\n\n)+", re.DOTALL
+)
 
 
 def _topic(messages: list[dict[str, Any]]) -> str:
     for message in reversed(messages):
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
-            words = message["content"].split()
+        content = message.get("content")
+        if isinstance(content, list):  # text and images: the text part's words
+            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        if message.get("role") == "user" and isinstance(content, str):
+            words = _ATTACHED.sub("", content).split()  # the user's words, not the files
             topic = " ".join(words[:8])
             if len(words) > 8:
                 topic += "…"
@@ -240,6 +250,11 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> Js
     return JsonResponse(body, status=status)
 
 
+def _own_call(request: HttpRequest) -> bool:
+    """The request presents the key this site's own server-side calls use."""
+    return demo_key_presented(request.headers.get("Authorization", ""))
+
+
 async def _refusal(request: HttpRequest) -> JsonResponse | None:
     """None when the caller may use the demo: this site's own server-side calls (they
     present the key derived from the secret key) or a signed-in user. Anyone else could
@@ -247,10 +262,7 @@ async def _refusal(request: HttpRequest) -> JsonResponse | None:
     if not settings.CHATSITE_DEMO_MODE:
         # Mounted only in demo mode; a test may switch the upstream at run time.
         return _error(404, "The demo model is not enabled on this site.", "not_found_error")
-    presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if presented and hmac.compare_digest(
-        presented.encode(), settings.CHATSITE_DEMO_API_KEY.encode()
-    ):
+    if _own_call(request):
         return None
     user = await request.auser()
     if user.is_authenticated and user.is_active:
@@ -289,7 +301,10 @@ def _parse(body: bytes) -> _Call | JsonResponse:
         model=model,
         stream=stream,
         include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
-        prompt_tokens=sum(len(_tokens(str(m.get("content", "")))) for m in messages),
+        # Words only: an image part's base64 is no prompt text.
+        prompt_tokens=sum(
+            len(_tokens(attachments.content_text(m.get("content")))) for m in messages
+        ),
         text=text,
     )
 
@@ -301,8 +316,13 @@ async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttp
     if refusal is not None:
         return refusal
     try:
-        # Django refuses bodies over DATA_UPLOAD_MAX_MEMORY_SIZE before reading them.
-        body = request.body
+        if _own_call(request):
+            # This site's own request, which carries a conversation's images: the size
+            # limit is limits.py's for such calls, not DATA_UPLOAD_MAX_MEMORY_SIZE.
+            body = await sync_to_async(request.read, thread_sensitive=False)()
+        else:
+            # Django refuses bodies over DATA_UPLOAD_MAX_MEMORY_SIZE before reading them.
+            body = request.body
     except RequestDataTooBig:
         return _error(413, "The request body is too large for the demo model.")
     call = await sync_to_async(_parse, thread_sensitive=False)(body)

@@ -5,12 +5,17 @@ constraints, not in save(): a status from the known set, at most one answer stre
 per conversation, and only assistant messages carrying a non-final status.
 """
 
+from __future__ import annotations
+
 import uuid
+from typing import cast
 
 from django.conf import settings
+from django.core.files.storage import Storage, storages
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.functional import LazyObject
 
 
 class Conversation(models.Model):
@@ -365,3 +370,69 @@ class SharedMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} #{self.position} of share {self.share_id}"
+
+
+class AttachmentStorage(LazyObject):
+    """Where attached files live, STORAGES["attachments"] (never served by URL), looked
+    up on first use: like Django's default_storage, a test that changes STORAGES resets
+    it (`_wrapped = empty`)."""
+
+    def _setup(self) -> None:
+        self._wrapped = storages["attachments"]
+
+
+ATTACHMENT_STORAGE = AttachmentStorage()
+
+
+def attachment_storage() -> Storage:
+    return cast("Storage", ATTACHMENT_STORAGE)
+
+
+def attachment_path(instance: Attachment, filename: str) -> str:
+    # Never the uploaded name: a stored file's path says nothing and cannot collide.
+    return f"{instance.owner_id}/{uuid.uuid4().hex}"
+
+
+class Attachment(models.Model):
+    """A file a user attached to a message: uploaded first (no message: pending, the
+    composer shows it as a chip), then linked to the user message it was sent with, in
+    that message's transaction. Text and PDFs keep their text (what the model is sent);
+    images are sent as they are stored (re-encoded on upload). The stored file goes with
+    the last row naming it (services: on commit)."""
+
+    class Kind(models.TextChoices):
+        TEXT = "text", "Text"
+        PDF = "pdf", "PDF"
+        IMAGE = "image", "Image"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments"
+    )
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments"
+    )
+    name = models.CharField(max_length=200)  # the uploaded file's name, shown, never a path
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()  # bytes stored
+    file = models.FileField(storage=attachment_storage, upload_to=attachment_path, max_length=255)
+    text = models.TextField(blank=True)  # extracted text (text files, PDFs)
+    pages = models.PositiveIntegerField(null=True, blank=True)  # PDFs
+    width = models.PositiveIntegerField(null=True, blank=True)  # images
+    height = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=["text", "pdf", "image"]), name="attachment_kind_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["owner", "created_at"], name="attachment_owner_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"

@@ -21,8 +21,8 @@ from accounts.models import UsageEvent
 from chatsite.inputs import aware_from, pk_from
 from chatsite.types import Account, Visitor, visitor_id
 
-from . import search
-from .models import AnswerFeedback, Conversation, ImportJob, Message, UserSettings
+from . import attachment_selectors, search
+from .models import AnswerFeedback, Attachment, Conversation, ImportJob, Message, UserSettings
 
 _UNREAD: Any = object()  # "not given" where None is a meaningful value
 
@@ -180,6 +180,7 @@ class MessageView:
     tail_html: str | None = None
     # A finished answer's text as HTML, when its generation has it rendered already.
     body_html: str | None = None
+    attachments: tuple[Attachment, ...] = ()  # a user message's files, shown as chips
 
     def with_message(self, message: Message) -> MessageView:
         """The same place among versions for a newer state of the row (versions cannot
@@ -197,8 +198,14 @@ def message_list(*, conversation: Conversation) -> list[MessageView]:
     parent_of = dict(rows)
     by_id = conversation.messages.in_bulk(ids)
     verdicts = {f.message_id: f for f in AnswerFeedback.objects.filter(message_id__in=ids)}
+    files = attachment_selectors.attachments_by_message(message_ids=ids)
     return [
-        MessageView(by_id[pk], Versions.of(pk, siblings[parent_of[pk]]), feedback=verdicts.get(pk))
+        MessageView(
+            by_id[pk],
+            Versions.of(pk, siblings[parent_of[pk]]),
+            feedback=verdicts.get(pk),
+            attachments=tuple(files.get(pk, ())),
+        )
         for pk in ids
     ]
 
@@ -211,7 +218,12 @@ def message_view(*, message: Message) -> MessageView:
         .values_list("id", flat=True)
     )
     feedback = AnswerFeedback.objects.filter(message_id=message.pk).first()
-    return MessageView(message, Versions.of(message.pk, versions), feedback=feedback)
+    return MessageView(
+        message,
+        Versions.of(message.pk, versions),
+        feedback=feedback,
+        attachments=attachment_selectors.message_attachments(message=message),
+    )
 
 
 def _path_ids(rows: Sequence[tuple[int, int | None]], *, leaf_id: int | None) -> list[int]:
@@ -280,9 +292,10 @@ def message_get(*, conversation: Conversation, message_id: Any) -> Message | Non
     return conversation.messages.filter(pk=pk).first()
 
 
-def message_history_for_upstream(*, answer_id: int) -> list[dict[str, str]]:
+def message_history_for_upstream(*, answer_id: int) -> list[dict[str, Any]]:
     """What the model is sent for an answer: the conversation's system prompt, then the
     path of versions that leads to the answer (never other versions), empty turns left out.
+    A user message with files is sent with them (attachment_selectors.with_files).
     """
     answer = Message.objects.select_related("conversation").get(pk=answer_id)
     rows = list(
@@ -293,14 +306,23 @@ def message_history_for_upstream(*, answer_id: int) -> list[dict[str, str]]:
     by_id = {
         pk: (parent_id, role, content, hidden) for pk, parent_id, role, content, hidden in rows
     }
-    chain: list[dict[str, str]] = []
+    path: list[int] = []
     node = answer.parent_id
     while node is not None:
-        parent_id, role, content, hidden = by_id[node]
-        if content and not hidden:  # hidden by moderation: never sent again
-            chain.append({"role": role, "content": content})
-        node = parent_id
-    chain.reverse()
+        path.append(node)
+        node = by_id[node][0]
+    path.reverse()
+    contents: dict[int, Any] = {pk: by_id[pk][2] for pk in path}
+    contents.update(
+        attachment_selectors.with_files(
+            contents=contents, model=answer.model or answer.conversation.model
+        )
+    )
+    chain = [
+        {"role": by_id[pk][1], "content": contents[pk]}
+        for pk in path
+        if contents[pk] and not by_id[pk][3]  # hidden by moderation: never sent again
+    ]
     prompt = answer.conversation.system_prompt.strip()
     return ([{"role": "system", "content": prompt}] if prompt else []) + chain
 

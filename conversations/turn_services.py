@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts import quotas
 from chatsite.types import Account
 
-from . import selectors
+from . import attachment_selectors, attachment_services, attachments, selectors
 from .models import Conversation, Message
 from .services import (
     ConversationBusy,
@@ -86,8 +86,11 @@ def turn_start(
     model: str | None = None,
     client_key: str = "",
     edit_of: Any = None,
+    attachment_ids: Any = None,
 ) -> Turn:
     """Save the user's message and an empty streaming answer, in one transaction.
+    `attachment_ids`: the sender's pending attachments, given to the message (an edit
+    without new ones keeps the edited version's).
 
     The message follows the last one the reader sees; with `edit_of` (a user message's
     id) it is a new version of that message instead, and the path switches to it. The
@@ -124,6 +127,7 @@ def turn_start(
                 raise ConversationBusy
             conversation.model = state["model"]
             conversation.system_prompt = state["system_prompt"]
+            edited = None
             if edit_of is not None:
                 edited = selectors.message_get(conversation=conversation, message_id=edit_of)
                 if edited is None or edited.role != Message.Role.USER:
@@ -141,6 +145,11 @@ def turn_start(
                 client_key=client_key,
                 parent_id=parent_id,
             )
+            linked = attachment_services.attachments_link(
+                message=user_message, ids=attachment_ids, model=model or conversation.model
+            )
+            if edited is not None and not linked:
+                attachment_services.attachments_carry(source_id=edited.pk, message=user_message)
             quotas.record_message(user_id=conversation.owner_id)
             answer = Message.objects.create(
                 conversation=conversation,
@@ -168,14 +177,23 @@ def turn_start(
 
 
 def conversation_start(
-    *, owner: Account, model: str, system_prompt: str, text: Any, generation_channel: str
+    *,
+    owner: Account,
+    model: str,
+    system_prompt: str,
+    text: Any,
+    generation_channel: str,
+    attachment_ids: Any = None,
 ) -> Turn:
     """A new conversation with its first message and an empty answer, in one transaction:
     a message refused (bad text, a limit) leaves no empty conversation behind."""
     with transaction.atomic():
         conversation = conversation_create(owner=owner, model=model, system_prompt=system_prompt)
         return turn_start(
-            conversation=conversation, text=text, generation_channel=generation_channel
+            conversation=conversation,
+            text=text,
+            generation_channel=generation_channel,
+            attachment_ids=attachment_ids,
         )
 
 
@@ -214,9 +232,16 @@ def answer_retry(
             previous = _answer(conversation=conversation, message_id=message_id)
             if conversation.messages.filter(status=Message.Status.STREAMING).exists():
                 raise ConversationBusy
+            conversation.refresh_from_db(fields=["model", "system_prompt"])
+            chosen = model or conversation.model
+            if (
+                previous.parent_id is not None
+                and not attachments.vision_accepts(chosen)
+                and attachment_selectors.attachments_have_image(message_ids=[previous.parent_id])
+            ):
+                raise NotRetryable(attachments.vision_refusal(chosen))
             _rate_check(owner_id=conversation.owner_id, new_user_message=False)
             quotas.record_message(user_id=conversation.owner_id)
-            conversation.refresh_from_db(fields=["model", "system_prompt"])
             now = timezone.now()
             answer = Message.objects.create(
                 conversation=conversation,

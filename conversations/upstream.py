@@ -507,7 +507,7 @@ async def open_stream(
     config: UpstreamConfig,
     *,
     model: str,
-    messages: list[dict[str, str]],
+    messages: list[dict[str, Any]],
     record: ChunkRecord | None = None,
 ) -> ChatStream:
     client = client_for(config)

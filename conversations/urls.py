@@ -1,11 +1,22 @@
 from django.urls import path
 
-from . import share_views, views
+from . import attachment_views, share_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("conversations/new/", views.conversation_create, name="conversation_create"),
     path("search/", views.conversation_search, name="conversation_search"),
+    path("attachments/", attachment_views.attachment_upload, name="attachment_upload"),
+    path(
+        "attachments/<uuid:public_id>/",
+        attachment_views.attachment_download,
+        name="attachment_download",
+    ),
+    path(
+        "attachments/<uuid:public_id>/remove/",
+        attachment_views.attachment_remove,
+        name="attachment_remove",
+    ),
     path(
         "conversations/<uuid:public_id>/export.<str:kind>",
         views.conversation_export,

@@ -29,7 +29,7 @@ from chatsite.throttle import throttled
 from chatsite.types import Account, account_of
 from moderation import services as moderation_services
 
-from . import catalog, selectors, services, upstream
+from . import attachment_selectors, catalog, selectors, services, upstream
 from .fragments import PAGE, SIDEBAR
 from .models import Conversation
 from .portability import exports
@@ -77,6 +77,8 @@ def _home_page(
         ),
         "model_choices": choices,
         "selected_model": extra.pop("selected_model", "") or preferences.default_model,
+        # Files uploaded and not sent keep their chips: a reload or a refusal loses none.
+        "form_attachments": attachment_selectors.attachments_pending(user=user),
         "service_problem": _service_problem(request),
         **extra,
     }
@@ -118,6 +120,7 @@ def _conversation_page(
             "next_cursor": next_cursor,
             "model_choices": _with_current(choices, conversation.model),
             "usage": selectors.usage_for_conversation(conversation=conversation),
+            "pending_attachments": attachment_selectors.attachments_pending(user=user),
             "quota_text": _quota_text(user),
             "service_problem": _service_problem(request),
             "ws_path": f"/ws/conversations/{conversation.public_id}/"
@@ -171,7 +174,8 @@ async def conversation_create(request: HtmxHttpRequest) -> HttpResponse:
     """Create a conversation, optionally with its first message (whose answer starts now)."""
     user = account_of(await request.auser())
     text = request.POST.get("message", "")
-    if text.strip():
+    attachment_ids = request.POST.getlist("attachments")
+    if text.strip() or attachment_ids:
         try:
             services.message_text_clean(text=text)
         except ValidationError as exc:
@@ -194,9 +198,12 @@ async def conversation_create(request: HtmxHttpRequest) -> HttpResponse:
             system_prompt=prompt,
             text=text,
             server=_server_address(request),
+            attachment_ids=attachment_ids,
         )
     except ActionRefused as exc:  # a limit, or a quota: try again later
         return await _home_with_error(request, user, text, exc.user_message, 429)
+    except ValidationError as exc:  # an attached file that is no longer there
+        return await _home_with_error(request, user, text, " ".join(exc.messages), 400)
     return _opened(request, turn.user_message.conversation)
 
 
@@ -399,19 +406,19 @@ def conversation_export(request: HttpRequest, public_id: str, kind: str) -> Http
     if conversation is None or kind not in ("json", "md"):
         raise Http404("No such conversation.")
     stem = exports.file_stem(conversation)
+    everything = selectors.message_all(conversation=conversation)
+    files = attachment_selectors.attachments_for_export(message_ids=[m.pk for m in everything])
     if kind == "json":
-        document = exports.conversation_document(
-            conversation, selectors.message_all(conversation=conversation)
-        )
+        document = exports.conversation_document(conversation, everything, files)
         response = HttpResponse(
             exports.to_json([document]), content_type="application/json; charset=utf-8"
         )
         response["Content-Disposition"] = f'attachment; filename="{stem}.json"'
         return response
     path = [item.message for item in selectors.message_list(conversation=conversation)]
-    total = len(selectors.message_all(conversation=conversation))
+    names = {pk: [row.name for row, _ in rows] for pk, rows in files.items()}
     response = HttpResponse(
-        exports.to_markdown(conversation, path, total),
+        exports.to_markdown(conversation, path, len(everything), names),
         content_type="text/markdown; charset=utf-8",
     )
     response["Content-Disposition"] = f'attachment; filename="{stem}.md"'

@@ -152,6 +152,24 @@ def access_record_chunk_log(*, staff: Account, message: Message, path: str) -> A
     )
 
 
+def access_record_attachment(
+    *, staff: Account, message: Message, name: str, path: str
+) -> AccessLog:
+    """Staff open a file attached to a user's message, under the reason already given
+    for its conversation."""
+    conversation = message.conversation
+    return AccessLog.objects.create(
+        staff=staff,
+        staff_username=staff.get_username(),
+        owner_id=conversation.owner_id,
+        conversation=conversation,
+        conversation_title=conversation.title[:200],
+        reason=f"Attached file {name[:200]} of message #{message.pk} opened (under the reason "
+        "last given for this conversation)",
+        path=path[:500],
+    )
+
+
 def access_record_text_search(
     *, staff: Account, conversations: list[Conversation], words: str, reason: Any, path: str
 ) -> list[AccessLog]:

@@ -231,6 +231,8 @@ class Profile:
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "DJANGO_STATIC_ROOT": str(self.state / "staticfiles"),
+            # The units' StateDirectory on a real server (/var/lib/chatsite/attachments).
+            "CHATSITE_ATTACHMENTS_ROOT": str(self.state / "attachments"),
             # Plain http on loopback here; a real server keeps all three on (TLS at nginx).
             "DJANGO_SECURE_SSL_REDIRECT": "0",
             "DJANGO_SECURE_COOKIES": "0",

@@ -185,10 +185,14 @@ def test_the_demo_is_not_mounted_when_a_real_upstream_is_configured(settings: An
         assert "demo/v1/" in [str(p.pattern) for p in urls.urlpatterns]
 
 
+@pytest.mark.django_db(transaction=True)  # the user is made in another thread
 async def test_an_oversized_body_is_refused_before_it_is_parsed(settings: Any) -> None:
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
     big = {**QUESTION, "messages": [{"role": "user", "content": "x" * 20_000}]}
-    response = await site_client().post(
+    # A signed-in user's call (this site's own carry images: see the test below).
+    client = AsyncClient()
+    await client.aforce_login(await sync_to_async(make_user)())
+    response = await client.post(
         "/demo/v1/chat/completions", data=json.dumps(big), content_type="application/json"
     )
     assert response.status_code == 413
@@ -261,3 +265,28 @@ def test_a_huge_title_request_does_not_hold_up_other_pages(tmp_path: Path) -> No
         assert max(busy) < idle + 0.5, (idle, sorted(busy)[-5:])
     finally:
         site.stop()
+
+
+@pytest.mark.django_db(transaction=True)  # the user is made in another thread
+async def test_the_sites_own_call_may_carry_images_past_the_form_limit(settings: Any) -> None:
+    """A conversation's images travel to the demo model in base64: this site's own calls
+    (with the demo key) are not held to DATA_UPLOAD_MAX_MEMORY_SIZE; anyone else is."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    settings.CHATSITE_DEMO_TOKENS_PER_SECOND = 10_000
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 50_000}}
+    content = [{"type": "text", "text": "What is in this picture?"}, image]
+    body = json.dumps({**QUESTION, "messages": [{"role": "user", "content": content}]})
+    response = await site_client().post(
+        "/demo/v1/chat/completions", data=body, content_type="application/json"
+    )
+    assert response.status_code == 200
+    answer = response.json()["choices"][0]["message"]["content"]
+    assert "What is in this picture" in answer  # the demo read the text part
+    assert response.json()["usage"]["prompt_tokens"] < 50  # words, not the base64
+    user = await sync_to_async(make_user)()
+    client = AsyncClient()
+    await client.aforce_login(user)
+    other = await client.post(
+        "/demo/v1/chat/completions", data=body, content_type="application/json"
+    )
+    assert other.status_code == 413

@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "chatsite.lifecycle",
             "conversations.views",
             "conversations.share_views",
+            "conversations.attachment_views",
             "conversations.consumers",
             "conversations.admin",
             "conversations.demo",
@@ -56,6 +57,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "conversations.services",
             "conversations.turn_services",
             "conversations.share_services",
+            "conversations.attachment_services",
             "conversations.portability.writing",
             "moderation.services",
             "moderation.screening",
@@ -67,6 +69,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "conversations.selectors",
             "conversations.share_selectors",
+            "conversations.attachment_selectors",
             "conversations.search",
             "conversations.fragments",
             "conversations.catalog",

@@ -91,6 +91,41 @@ async def test_the_import_form_takes_large_files_from_signed_in_users_only(
     assert read == 4
 
 
+async def test_the_attachment_upload_takes_a_file_of_the_attachment_limit_from_users_only(
+    settings: Any,
+) -> None:
+    settings.CHATSITE_MAX_REQUEST_BYTES = 1 * MB
+    settings.CHATSITE_ATTACHMENT_MAX_BYTES = 3 * MB
+    declared = [(b"content-length", str(3 * MB).encode())]
+    status, read = await post_chunks("/attachments/", 3, b"x" * MB, declared)
+    assert (status, read) == (413, 0)  # a stranger
+    user = await sync_to_async(make_user)()
+    cookie = await sync_to_async(session_cookie)(user)
+    status, read = await post_chunks(
+        "/attachments/", 3, b"x" * MB, [*declared, (b"cookie", cookie)]
+    )
+    assert status != 413  # read whole, then refused by CSRF like any form
+    assert read == 3
+    settings.CHATSITE_ATTACHMENTS_PER_MESSAGE = 1  # a message's worth: one file of 3 MB
+    too_big = [(b"content-length", str(5 * MB).encode()), (b"cookie", cookie)]
+    assert await post_chunks("/attachments/", 5, b"x" * MB, too_big) == (413, 0)
+
+
+async def test_the_demo_model_takes_large_bodies_only_with_the_sites_own_key(
+    settings: Any,
+) -> None:
+    settings.CHATSITE_MAX_REQUEST_BYTES = 1 * MB
+    declared = [(b"content-length", str(3 * MB).encode())]
+    path = "/demo/v1/chat/completions"
+    assert await post_chunks(path, 3, b"x" * MB, declared) == (413, 0)
+    wrong = [*declared, (b"authorization", b"Bearer sk-guess")]
+    assert await post_chunks(path, 3, b"x" * MB, wrong) == (413, 0)
+    key = f"Bearer {settings.CHATSITE_DEMO_API_KEY}".encode()
+    status, read = await post_chunks(path, 3, b"x" * MB, [*declared, (b"authorization", key)])
+    assert status != 413  # read whole (images travel in it), then answered
+    assert read == 3
+
+
 def test_ordinary_forms_still_work(settings: Any) -> None:
     client = Client()
     response = client.post("/accounts/login/", {"username": "nobody", "password": "x" * 100})

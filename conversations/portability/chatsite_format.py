@@ -6,11 +6,15 @@ version of every message, parents first, each field checked as it is read. Pure.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
+from .. import attachments
+from ..attachments import Inspected
 from ..models import Conversation, Message
 from .exports import FORMAT, VERSION
 from .reading import (
@@ -162,6 +166,7 @@ _TOKEN_FIELDS = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"}
 def _chatsite_message(events: _Events, at: str, keys: set[str], limits: _Limits) -> DraftMessage:
     raw: dict[str, Any] = {}
     usage: dict[str, Any] = {}
+    files: list[tuple[str, Inspected]] = []
     # The hot loop of a large export: events pulled directly, no helper per field.
     while True:
         event, key = next(events)
@@ -169,6 +174,9 @@ def _chatsite_message(events: _Events, at: str, keys: set[str], limits: _Limits)
             break
         event, value = next(events)
         if event == "start_map" or event == "start_array":
+            if key == "attachments" and event == "start_array":
+                files = _attachments(events, at)
+                continue
             if key == "usage" and event == "start_map":
                 for name in _keys(events):
                     if name in _TOKEN_FIELDS:
@@ -203,6 +211,8 @@ def _chatsite_message(events: _Events, at: str, keys: set[str], limits: _Limits)
     elif status == Message.Status.STREAMING:
         status = Message.Status.INTERRUPTED  # nothing is writing it any more
     _flag(raw.get("hidden"), at, "hidden")  # checked; a hidden message's text is not exported
+    if files and role != Message.Role.USER:
+        raise ImportRefused(f"{at}: only a user's message carries attached files.")
     message = DraftMessage(
         key=key,
         parent=parent,
@@ -217,6 +227,67 @@ def _chatsite_message(events: _Events, at: str, keys: set[str], limits: _Limits)
         total_tokens=_tokens(usage.get("total_tokens"), at, "usage.total_tokens"),
         created_at=_moment(raw.get("created_at"), at, "created_at"),
         completed_at=_moment(raw.get("completed_at"), at, "completed_at"),
+        attachments=tuple(inspected for _name, inspected in files),
+        attachment_names=tuple(name for name, _inspected in files),
     )
     keys.add(key)
     return message
+
+
+def _attachments(events: _Events, at: str) -> list[tuple[str, Inspected]]:
+    """A message's files, each checked as an upload is: text and PDFs come as their text
+    (the export carries what the model was sent), images as base64, decoded and checked
+    again (type, pixels) and re-encoded. A refusal names the message and the file."""
+    found: list[tuple[str, Inspected]] = []
+    limit = settings.CHATSITE_ATTACHMENTS_PER_MESSAGE
+    while True:
+        event, _ = next(events)
+        if event == "end_array":
+            return found
+        if event != "start_map":
+            raise ImportRefused(f"{at}: an attached file must be an object.")
+        raw: dict[str, Any] = {}
+        for name in _keys(events):
+            raw[name] = _value(events)
+        if len(found) >= limit:
+            raise ImportRefused(f"{at} carries more than {limit} attached files.")
+        found.append(_attachment(raw, at))
+
+
+def _attachment(raw: dict[str, Any], at: str) -> tuple[str, Inspected]:
+    name = attachments.name_clean(_text(raw.get("name"), at, "an attached file's name", 1000))
+    kind = raw.get("kind")
+    where = f"{at}, attached file {name}"
+    if kind in (attachments.TEXT, attachments.PDF):
+        text = _text(raw.get("text"), where, "text", settings.CHATSITE_ATTACHMENT_TEXT_CHARS)
+        if not text:
+            raise ImportRefused(f"{where} has no text.")
+        inspected = Inspected(
+            kind=kind,
+            content_type="text/plain; charset=utf-8",
+            data=text.encode(),
+            text=text,
+            pages=None,
+        )
+    elif kind == attachments.IMAGE:
+        encoded = raw.get("data")
+        # base64 is 4/3 of the bytes: a longer string is refused before decoding it.
+        if not isinstance(encoded, str) or len(encoded) > (
+            settings.CHATSITE_ATTACHMENT_MAX_BYTES * 4 // 3 + 4
+        ):
+            raise ImportRefused(f"{where}: its data is missing or too large.")
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            raise ImportRefused(f"{where}: its data is not base64.") from None
+        try:
+            inspected = attachments.inspect(name=name, data=data)
+        except ValidationError as exc:
+            raise ImportRefused(f"{at}: {' '.join(exc.messages)}") from None
+        if inspected.kind != attachments.IMAGE:
+            raise ImportRefused(f"{where} is not an image.")
+    else:
+        raise ImportRefused(f'{where}: kind must be "text", "pdf" or "image".')
+    if len(inspected.data) > settings.CHATSITE_ATTACHMENT_MAX_BYTES:
+        raise ImportRefused(f"{where} is larger than a file may be.")
+    return name, inspected

@@ -8,6 +8,7 @@ A message hidden by moderation is exported without its text (kept for moderators
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -20,8 +21,8 @@ from django.utils.text import slugify
 
 from chatsite.types import Account
 
-from .. import selectors
-from ..models import Conversation, Message
+from .. import attachment_selectors, selectors
+from ..models import Attachment, Conversation, Message
 
 FORMAT = "chatsite"
 VERSION = 1
@@ -31,10 +32,15 @@ def _stamp(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def conversation_document(conversation: Conversation, messages: list[Message]) -> dict[str, Any]:
-    """One conversation with every version of every message, in id order (parents first)."""
+def conversation_document(
+    conversation: Conversation,
+    messages: list[Message],
+    files: dict[int, list[tuple[Attachment, bytes]]] | None = None,
+) -> dict[str, Any]:
+    """One conversation with every version of every message, in id order (parents first).
+    `files`: each message's attachments (with an image's bytes), exported with it."""
     local = {m.pk: n for n, m in enumerate(messages, start=1)}
-    return {
+    document: dict[str, Any] = {
         "title": conversation.title,
         "title_source": conversation.title_source,
         "model": conversation.model,
@@ -67,6 +73,22 @@ def conversation_document(conversation: Conversation, messages: list[Message]) -
             for m in messages
         ],
     }
+    for entry, m in zip(document["messages"], messages, strict=True):
+        if files and files.get(m.pk) and not m.hidden:  # hidden: kept for moderators only
+            entry["attachments"] = [_attachment_entry(row, data) for row, data in files[m.pk]]
+    return document
+
+
+def _attachment_entry(row: Attachment, data: bytes) -> dict[str, Any]:
+    """A file as the model was sent it: text files and PDFs as their text (not the PDF
+    itself), images as their bytes in base64."""
+    entry: dict[str, Any] = {"name": row.name, "kind": row.kind, "size": row.size}
+    if row.kind == Attachment.Kind.IMAGE:
+        entry["content_type"] = row.content_type
+        entry["data"] = base64.b64encode(data).decode("ascii")
+    else:
+        entry["text"] = row.text
+    return entry
 
 
 def envelope(documents: list[dict[str, Any]]) -> dict[str, Any]:
@@ -82,7 +104,16 @@ def to_json(documents: list[dict[str, Any]]) -> bytes:
     return json.dumps(envelope(documents), ensure_ascii=False, indent=1).encode()
 
 
-def to_markdown(conversation: Conversation, path: list[Message], versions: int) -> str:
+def _markdown_safe(name: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]()#+!|<>])", r"\\\1", name)
+
+
+def to_markdown(
+    conversation: Conversation,
+    path: list[Message],
+    versions: int,
+    files: dict[int, list[str]] | None = None,
+) -> str:
     """The conversation as the reader sees it (the current version of each turn).
 
     Each turn opens with a rule and the speaker in bold, never a heading: an answer's own
@@ -99,6 +130,8 @@ def to_markdown(conversation: Conversation, path: list[Message], versions: int) 
             speaker = f"**Assistant** ({message.model})" if message.model else "**Assistant**"
         text = "*(Hidden by moderation.)*" if message.hidden else _fences_closed(message.content)
         lines += ["---", "", speaker, "", text.strip("\n"), ""]
+        for name in (files or {}).get(message.pk, []):
+            lines += [f"*(Attached: {_markdown_safe(name)})*", ""]
         if message.role == Message.Role.ASSISTANT and message.status != Message.Status.COMPLETE:
             lines += [f"*({message.get_status_display()})*", ""]
     extra = versions - len(path)
@@ -181,7 +214,11 @@ def zip_add_batch(*, user: Account, ids: list[int], archive: ZipStream) -> bytes
     out = b""
     for conversation, messages in selectors.conversation_batch(user=user, ids=ids):
         stem = "conversations/" + file_stem(conversation)
-        out += archive.add(f"{stem}.json", to_json([conversation_document(conversation, messages)]))
+        files = attachment_selectors.attachments_for_export(message_ids=[m.pk for m in messages])
+        document = conversation_document(conversation, messages, files)
+        out += archive.add(f"{stem}.json", to_json([document]))
         path = [item.message for item in selectors.message_list(conversation=conversation)]
-        out += archive.add(f"{stem}.md", to_markdown(conversation, path, len(messages)).encode())
+        names = {pk: [row.name for row, _ in rows] for pk, rows in files.items()}
+        markdown = to_markdown(conversation, path, len(messages), names)
+        out += archive.add(f"{stem}.md", markdown.encode())
     return out

@@ -25,6 +25,7 @@ from django.conf import settings
 
 from chatsite.errors import ActionRefused
 
+from ..attachments import Inspected
 from ..models import Conversation, Message
 
 
@@ -58,6 +59,9 @@ class DraftMessage:
     total_tokens: int | None = None
     created_at: datetime | None = None
     completed_at: datetime | None = None
+    # A user message's files, checked as an upload is (chatsite_format.py).
+    attachments: tuple[Inspected, ...] = ()
+    attachment_names: tuple[str, ...] = ()
 
 
 @dataclass

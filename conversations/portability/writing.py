@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from chatsite.types import Account
 
+from .. import attachment_services
 from ..models import Conversation, ImportJob, Message
 from ..services import _WritePacer, conversation_delete_batched
 from . import parsing, reading
@@ -88,6 +89,8 @@ def import_job_run(*, job: ImportJob, upload: IO[bytes]) -> ImportJob:
     except reading.ImportRefused as exc:  # the file changed since it was checked
         import_log.exception("Import %s: a checked file was refused", job.public_id)
         _import_job_fail(job=job, error=str(exc))
+    except attachment_services.AttachmentRefused as exc:  # past the owner's file bytes
+        _import_job_fail(job=job, error=exc.user_message)
     except Exception:
         # Deliberately broad: a database error or a bug must not leave the owner half an
         # import. The rows go, the job records a sentence, the log the traceback.
@@ -212,8 +215,18 @@ class _ImportWriter:
         if not self.pieces:
             return
         prepared = self.rows.prepare(self.pieces)  # outside the transaction: no lock held
-        with self.pacer.transaction():
+        with attachment_services.files_kept_if_committed() as stored, self.pacer.transaction():
             self.rows.write(prepared)
+            attachment_services.attachments_import(
+                owner_id=self.job.owner_id,
+                files=[
+                    (written.ids[item.key], name, inspected)
+                    for written, start, end in self.pieces
+                    for item in written.draft.messages[start:end]
+                    for name, inspected in zip(item.attachment_names, item.attachments, strict=True)
+                ],
+                stored=stored,
+            )
             messages = sum(end - start for _, start, end in self.pieces)
             finished = sum(1 for w, _, end in self.pieces if end == len(w.draft.messages))
             beat = ImportJob.objects.filter(pk=self.job.pk, status=ImportJob.Status.RUNNING).update(

@@ -36,7 +36,7 @@ from django.utils import timezone
 from accounts import quotas
 from moderation import services as moderation_services
 
-from .. import fragments, gate, selectors, services, upstream
+from .. import attachments, fragments, gate, selectors, services, upstream
 from ..growing import GrowingBlock
 from ..models import Conversation, Message
 from ..rendering import render
@@ -90,7 +90,7 @@ class Generation:
     # A new user message, screened before anything goes upstream.
     question: MessageView | None = None
     # What the model is sent (read in the caller's trip to the database).
-    history: list[dict[str, str]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     # Called with the finished message once its final frame is out (titles).
     after_final: Callable[[Message], None] | None = None
     # Set once every tab was told of the answer: its frames must come after that.
@@ -231,7 +231,7 @@ class Generation:
         if self.question is not None:
             await self.moderation.question(self.question, self._publish)
         history = self.history
-        self._prompt_chars = sum(len(m["content"]) for m in history)
+        self._prompt_chars = sum(attachments.content_chars(m["content"]) for m in history)
         if self.prefix:
             history = [
                 *history,
@@ -258,7 +258,7 @@ class Generation:
                 )
                 await asyncio.sleep(delay)
 
-    async def _read_once(self, history: list[dict[str, str]]) -> None:
+    async def _read_once(self, history: list[dict[str, Any]]) -> None:
         async with gate.answer_turn(self.config, on_wait=self._waiting) as waited:
             if waited:
                 await self._set_note("")  # its turn: the model is reading the question
@@ -268,7 +268,7 @@ class Generation:
         answers = "answer" if ahead == 1 else "answers"
         await self._set_note(f"Waiting for the model: {ahead} {answers} ahead…")
 
-    async def _stream(self, history: list[dict[str, str]]) -> None:
+    async def _stream(self, history: list[dict[str, Any]]) -> None:
         stream = await upstream.open_stream(
             self.config, model=self.answer.model, messages=history, record=self.chunk_record
         )

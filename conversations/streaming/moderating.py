@@ -55,7 +55,9 @@ class AnswerModeration:
         """Screen the user's new message; QuestionBlocked if it may not go upstream (it is
         then hidden, and `publish` shows the page its hidden state)."""
         question = view.message
-        verdict = await self._screen(question.content, question)
+        # The text of its attached files is screened with it: a file is no way round.
+        files = [a.text for a in view.attachments if a.text]
+        verdict = await self._screen("\n\n".join([question.content, *files]), question)
         if not verdict.stops:
             return
         reason = f"Not sent: it goes against this site's rules ({verdict.category})."

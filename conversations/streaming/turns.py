@@ -11,11 +11,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
 from chatsite.types import Account
 
-from .. import catalog, fragments, selectors, services, turn_services, upstream
+from .. import (
+    attachment_selectors,
+    catalog,
+    fragments,
+    selectors,
+    services,
+    turn_services,
+    upstream,
+)
 from ..models import Conversation, Message
 from ..selectors import MessageView, Versions
 from . import broadcast, frames
@@ -32,7 +41,7 @@ class NotAllowed(Exception):
 @dataclass
 class _Prepared:
     answer: MessageView
-    history: list[dict[str, str]]
+    history: list[dict[str, Any]]
     question: MessageView | None = None
 
 
@@ -44,7 +53,11 @@ def _prepare(
     def view(message: Message) -> MessageView:
         if new_leaves:
             # A message sent after the leaf, and its answer: no other versions, no verdict.
-            return MessageView(message, Versions.of(message.pk, [message.pk]))
+            return MessageView(
+                message,
+                Versions.of(message.pk, [message.pk]),
+                attachments=attachment_selectors.message_attachments(message=message),
+            )
         return selectors.message_view(message=message)
 
     return _Prepared(
@@ -71,6 +84,12 @@ async def _launch(
     the announcement (`Generation.announced`), so no text reaches a page before the
     message it belongs to."""
     config = upstream.configured(server=server)
+    if attachment_selectors.history_has_stored_images(prepared.history):
+        # Images are read from storage here, in a worker thread: a bucket's latency must
+        # hold neither the database thread nor the event loop.
+        prepared.history = await sync_to_async(
+            attachment_selectors.images_inline, thread_sensitive=False
+        )(prepared.history)
     generation = Generation(
         conversation=conversation,
         answer=prepared.answer.message,
@@ -120,6 +139,7 @@ async def turn_send(
     client_key: str = "",
     edit_of: Any = None,
     allowed: Callable[[], bool] | None = None,
+    attachment_ids: Any = None,
 ) -> turn_services.Turn:
     """Save the user's message and an empty answer, start the answer, announce them.
     With `edit_of` (a user message's id) the message is a new version of that one.
@@ -141,6 +161,7 @@ async def turn_send(
             generation_channel=channel,
             client_key=client_key,
             edit_of=edit_of,
+            attachment_ids=attachment_ids,
         )
         if not turn.created:
             return turn, None
@@ -172,6 +193,7 @@ async def conversation_start(
     system_prompt: str,
     text: Any,
     server: tuple[str, int] | None = None,
+    attachment_ids: Any = None,
 ) -> turn_services.Turn:
     """A new conversation whose first message's answer starts now. Refused (ValidationError,
     ActionRefused) with nothing saved at all."""
@@ -184,6 +206,7 @@ async def conversation_start(
             system_prompt=system_prompt,
             text=text,
             generation_channel=channel,
+            attachment_ids=attachment_ids,
         )
         return turn, _prepare(turn.answer, turn.user_message, new_leaves=True)
 

@@ -36,6 +36,11 @@ PATHS: dict[str, tuple[str, ...]] = {
     "download": ("M12 4v11", "M7 10l5 5 5-5", "M5 20h14"),
     "share": ("M12 15V4", "M7 8l5-4 5 4", "M5 12v8h14v-8"),
     "sliders": ("M4 7h10", "M18 7h2", "M4 17h4", "M12 17h8", "M14 5v4", "M8 15v4"),
+    "paperclip": (
+        "M20 11l-8.5 8.5a5 5 0 0 1-7-7L13 4a3.5 3.5 0 0 1 5 5l-8.5 8.5a2 2 0 0 1-3-3L14 7",
+    ),
+    "file": ("M6 3h8l4 4v14H6z", "M14 3v4h4"),
+    "image": ("M4 5h16v14H4z", "M4 16l5-5 4 4 3-3 4 4", "M15 9h.01"),
     "chevron-left": ("M15 6l-6 6 6 6",),
     "chevron-right": ("M9 6l6 6-6 6",),
     "chevron-down": ("M6 9l6 6 6-6",),

@@ -93,12 +93,34 @@
       // The server saved the message: only now is it safe to clear what was typed.
       input.value = "";
       grow(input);
+      var chips = $("composer-chips"); // the files went with it
+      if (chips) chips.innerHTML = "";
+      var attachFeedback = $("attach-feedback");
+      if (attachFeedback) { attachFeedback.textContent = ""; attachFeedback.classList.remove("error"); }
       pendingKey = null;
       input.focus();
     }
     var streaming = isStreaming();
     if (wasStreaming && !streaming && input) input.focus(); // the answer ended
     wasStreaming = streaming;
+  });
+
+  // --- attaching: the picker posts its files, then forgets them (the same file can be
+  // picked again after its chip is removed).
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    var el = evt.detail && evt.detail.elt;
+    if (el && el.id === "attach-input") el.value = "";
+  });
+  // Refused before the view could answer (too large for the request limit, too many
+  // uploads at once): say so under the composer, as text.
+  document.addEventListener("htmx:responseError", function (evt) {
+    var el = evt.detail && evt.detail.elt;
+    var feedback = $("attach-feedback");
+    if (!el || el.id !== "attach-input" || !feedback) return;
+    var xhr = evt.detail.xhr;
+    var text = xhr && xhr.responseText && xhr.responseText.length < 300 ? xhr.responseText : "";
+    feedback.textContent = text.trim() || "The upload failed. Try again.";
+    feedback.classList.add("error");
   });
 
   // --- sending -----------------------------------------------------------------------------

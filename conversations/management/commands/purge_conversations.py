@@ -1,5 +1,6 @@
-"""Delete conversations with no activity for N days (retention), and what abandoned imports
-left behind. For cron, e.g. daily:
+"""Delete conversations with no activity for N days (retention), what abandoned imports
+left behind, and attached files never sent (CHATSITE_ATTACHMENT_PENDING_HOURS). For cron,
+e.g. daily:
 
 15 3 * * *  cd /srv/chatsite && .venv/bin/python manage.py purge_conversations
 """
@@ -11,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from conversations import services
+from conversations import attachment_services, services
 from conversations.portability import writing
 
 
@@ -35,6 +36,10 @@ class Command(BaseCommand):
             abandoned = writing.import_job_cleanup()
             if abandoned:
                 self.stdout.write(f"{abandoned} abandoned import(s) cleaned up.")
+            # Whatever the retention too: files uploaded but never sent.
+            unsent = attachment_services.attachments_pending_purge()
+            if unsent:
+                self.stdout.write(f"{unsent} attached file(s) never sent deleted.")
         days = options["days"] if options["days"] is not None else settings.CHATSITE_RETENTION_DAYS
         if days < 0:
             raise CommandError("--days must be 0 (keep everything) or more.")
