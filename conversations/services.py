@@ -349,9 +349,12 @@ def conversation_delete_batched(*, conversations: QuerySet[Conversation]) -> Non
     per thousand messages, search index included) while every other writer waits."""
     pacer = _WritePacer()
     size = min(settings.CHATSITE_IMPORT_BATCH_ROWS, 500)
-    # Share links first: none may serve a conversation half deleted.
-    with pacer.transaction():
-        ShareLink.objects.filter(conversation__in=conversations).delete()
+    # Share links first: none may serve a conversation half deleted. (No transaction
+    # when there are none: the usual case costs one read, not a write.)
+    shares = ShareLink.objects.filter(conversation__in=conversations)
+    if shares.exists():
+        with pacer.transaction():
+            shares.delete()
     messages = Message.objects.filter(conversation__in=conversations).order_by("-id")
     while ids := list(messages.values_list("pk", flat=True)[:size]):
         with pacer.transaction():
