@@ -15,5 +15,9 @@ def sign_in(request: HttpRequest) -> dict[str, Any]:
                 "url": reverse("openid_connect_login", kwargs={"provider_id": provider.id}),
             }
             for provider in settings.CHATSITE_OIDC_PROVIDERS
+        ]
+        + [
+            {"name": provider.name, "url": reverse(f"{provider.id}_login")}
+            for provider in settings.CHATSITE_OAUTH_PROVIDERS
         ],
     }

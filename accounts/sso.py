@@ -1,7 +1,9 @@
-"""Single sign-on through django-allauth's OpenID Connect provider, held to the site's rules.
+"""Single sign-on through django-allauth's OpenID Connect provider and its GitHub provider
+(plain OAuth 2), held to the site's rules.
 
-allauth runs the redirect flow (state, PKCE, the ID token's signature, issuer and audience);
-these adapters decide who may come in, at the points allauth offers:
+allauth runs the redirect flow (state, PKCE, the ID token's signature, issuer and audience;
+for GitHub the code's exchange and the API's /user and /user/emails); these adapters decide
+who may come in, at the points allauth offers, for every provider alike:
 
 - SocialAccountAdapter.pre_social_login, once the provider vouched for someone: the e-mail
   domain allow-list (a verified address required), and linking. A provider's identity is
@@ -25,11 +27,14 @@ from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.models import SocialLogin
+from allauth.socialaccount.providers.github.provider import GitHubProvider as _GitHubProvider
+from allauth.socialaccount.providers.github.views import GitHubOAuth2Adapter
+from allauth.socialaccount.providers.oauth2.views import OAuth2CallbackView, OAuth2LoginView
 from allauth.socialaccount.providers.openid_connect import views as openid_connect_views
 from django.conf import settings
 from django.contrib.auth import login as django_login
 from django.contrib.auth.models import AbstractBaseUser
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods
@@ -47,22 +52,17 @@ SESSION_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 def allow_provider_forms(response: _Response) -> _Response:
-    """A page with "Sign in with …" forms: their navigation may go on to the providers."""
-    origins = sorted(
-        {
-            "{0.scheme}://{0.netloc}".format(urlsplit(provider.issuer))
-            for provider in settings.CHATSITE_OIDC_PROVIDERS
-        }
-    )
+    """A page with "Sign in with …" forms: their navigation may go on to the providers (an
+    OpenID Connect issuer's origin; an OAuth provider's, where its authorisation page is)."""
+    urls = [provider.issuer for provider in settings.CHATSITE_OIDC_PROVIDERS]
+    urls += [provider.url for provider in settings.CHATSITE_OAUTH_PROVIDERS]
+    origins = sorted({"{0.scheme}://{0.netloc}".format(urlsplit(url)) for url in urls})
     if origins:
         response["Content-Security-Policy"] = policy_with_form_action(*origins)
     return response
 
 
-@require_http_methods(["GET", "POST"])
-def provider_login(request: HttpRequest, provider_id: str) -> HttpResponseBase:
-    """allauth's start of a sign-in (a POST from the sign-in page; a GET gets its page
-    asking for that POST), under a policy that lets the form go on to the provider."""
+def _start(request: HttpRequest, start: Any, *args: Any) -> HttpResponseBase:
     process = request.POST.get("process") or request.GET.get("process") or "login"
     if process != "login":
         # allauth's "connect" would link a provider's identity to whoever is signed in,
@@ -73,7 +73,82 @@ def provider_login(request: HttpRequest, provider_id: str) -> HttpResponseBase:
             notice="Only signing in is offered here. Nothing was changed.",
             status=400,
         )
-    return allow_provider_forms(openid_connect_views.login(request, provider_id))
+    return allow_provider_forms(start(request, *args))
+
+
+@require_http_methods(["GET", "POST"])
+def provider_login(request: HttpRequest, provider_id: str) -> HttpResponseBase:
+    """allauth's start of a sign-in (a POST from the sign-in page; a GET gets its page
+    asking for that POST), under a policy that lets the form go on to the provider."""
+    return _start(request, openid_connect_views.login, provider_id)
+
+
+class GitHubOAuth2AdapterAtRequest(GitHubOAuth2Adapter):
+    """allauth's GitHub adapter, its URLs from GITHUB_URL when used. (allauth's own reads
+    the setting once, when its module is imported; the same URLs otherwise: the
+    authorisation at <url>/login/oauth/, the API at api.github.com or <url>/api/v3.)"""
+
+    @property
+    def web_url(self) -> str:
+        url = settings.SOCIALACCOUNT_PROVIDERS["github"].get("GITHUB_URL", "https://github.com")
+        return str(url).rstrip("/")
+
+    @property
+    def api_url(self) -> str:
+        if self.web_url == "https://github.com":
+            return "https://api.github.com"
+        return f"{self.web_url}/api/v3"
+
+    @property
+    def access_token_url(self) -> str:
+        return f"{self.web_url}/login/oauth/access_token"
+
+    @property
+    def authorize_url(self) -> str:
+        return f"{self.web_url}/login/oauth/authorize"
+
+    @property
+    def profile_url(self) -> str:
+        return f"{self.api_url}/user"
+
+    @property
+    def emails_url(self) -> str:
+        return f"{self.api_url}/user/emails"
+
+
+class GitHubProvider(_GitHubProvider):
+    """allauth's GitHub provider (SOCIALACCOUNT_PROVIDERS["github"]["provider_class"]),
+    with the adapter above and the button's label as its name."""
+
+    oauth2_adapter_class = GitHubOAuth2AdapterAtRequest
+
+    def __init__(self, request: HttpRequest, app: Any = None) -> None:
+        super().__init__(request, app=app)
+        if app is not None and app.name:
+            self.name = app.name
+
+
+def _oauth_configured(provider_id: str) -> None:
+    if not any(p.id == provider_id for p in settings.CHATSITE_OAUTH_PROVIDERS):
+        raise Http404("No such identity provider.")
+
+
+_github_login = OAuth2LoginView.adapter_view(GitHubOAuth2AdapterAtRequest)
+_github_callback = OAuth2CallbackView.adapter_view(GitHubOAuth2AdapterAtRequest)
+
+
+@require_http_methods(["GET", "POST"])
+def github_login(request: HttpRequest) -> HttpResponseBase:
+    """The start of a sign-in through GitHub, as provider_login for OpenID Connect."""
+    _oauth_configured("github")
+    return _start(request, _github_login)
+
+
+@require_GET
+def github_callback(request: HttpRequest) -> HttpResponseBase:
+    """Where GitHub sends the browser back: allauth's callback, when GitHub is configured."""
+    _oauth_configured("github")
+    return _github_callback(request)
 
 
 def refusal(request: HttpRequest, *, heading: str, notice: str, status: int) -> HttpResponse:
@@ -178,6 +253,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         claims = provider_claims(sociallogin)
         hint = (
             str(claims.get("preferred_username") or "")
+            or str(claims.get("login") or "")  # GitHub's username
             or email.partition("@")[0]
             or str(claims.get("name") or "")
             or sociallogin.account.uid

@@ -25,6 +25,9 @@ urlpatterns = [
         openid_connect_views.callback,
         name="openid_connect_callback",
     ),
+    # GitHub (allauth's provider, plain OAuth 2): its two views, for GitHub configured only.
+    path("accounts/github/login/", sso.github_login, name="github_login"),
+    path("accounts/github/login/callback/", sso.github_callback, name="github_callback"),
     path("accounts/sso/cancelled/", sso.login_cancelled, name="socialaccount_login_cancelled"),
     path("accounts/sso/error/", sso.login_error, name="socialaccount_login_error"),
     path("accounts/sso/signup/", sso.signup_unreachable, name="socialaccount_signup"),

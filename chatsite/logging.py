@@ -15,6 +15,7 @@ class RedactSecretsFilter(logging.Filter):
                 getattr(settings, "CHATSITE_DEMO_API_KEY", ""),
                 # single sign-on's client secrets (an error quoting a token request)
                 *(p.secret for p in getattr(settings, "CHATSITE_OIDC_PROVIDERS", ())),
+                *(p.secret for p in getattr(settings, "CHATSITE_OAUTH_PROVIDERS", ())),
             )
             if key and len(key) >= 8
         ]

@@ -6,6 +6,15 @@
     CHATSITE_OIDC_CORP_SECRET=...
     CHATSITE_OIDC_CORP_NAME=Example staff      (optional: the button's label)
 
+and plain OAuth 2 providers that are not OpenID Connect, through allauth's own provider
+for each (the provider's id is its kind: one of OAUTH_KINDS):
+
+    CHATSITE_OAUTH_PROVIDERS=github
+    CHATSITE_OAUTH_GITHUB_CLIENT_ID=Iv1.0123456789abcdef
+    CHATSITE_OAUTH_GITHUB_SECRET=...
+    CHATSITE_OAUTH_GITHUB_URL=https://github.example.com   (optional: GitHub Enterprise)
+    CHATSITE_OAUTH_GITHUB_NAME=GitHub                      (optional: the button's label)
+
 Settings import this module: it uses nothing but the standard library, and a malformed
 configuration raises ImproperlyConfigured, so the site refuses to start and says why.
 """
@@ -13,7 +22,7 @@ configuration raises ImproperlyConfigured, so the site refuses to start and says
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +44,24 @@ class OidcProvider:
 
     def __repr__(self) -> str:
         return f"OidcProvider(id={self.id!r}, name={self.name!r}, issuer={self.issuer!r})"
+
+
+# allauth's plain OAuth 2 providers the site offers: the kind, its button label and its
+# public web URL (where its authorisation page is).
+OAUTH_KINDS = {"github": ("GitHub", "https://github.com")}
+
+
+@dataclass(frozen=True)
+class OAuthProvider:
+    id: str  # the kind: allauth's provider id ("github")
+    name: str
+    url: str  # the web URL (GitHub Enterprise: its own; the API is under /api/v3)
+    client_id: str
+    # Never shown, never logged: it goes to the provider's token endpoint and nowhere else.
+    secret: str
+
+    def __repr__(self) -> str:
+        return f"OAuthProvider(id={self.id!r}, name={self.name!r}, url={self.url!r})"
 
 
 def _variable(provider_id: str, field: str) -> str:
@@ -62,24 +89,84 @@ def providers_from_env(environ: Mapping[str, str], *, debug: bool) -> list[OidcP
                     f"lists {provider_id!r}."
                 )
             values[field] = value
-        issuer = values["ISSUER"].rstrip("/")
-        parts = urlsplit(issuer)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
+        if provider_id in OAUTH_KINDS:
+            # allauth knows "github" as its own provider: an OpenID Connect app of that id
+            # would be taken for it.
             raise ImproperlyConfigured(
-                f"{_variable(provider_id, 'ISSUER')} must be the provider's https:// URL "
-                "(its issuer, without /.well-known/openid-configuration)."
+                f"CHATSITE_OIDC_PROVIDERS: {provider_id!r} is the id of an OAuth provider: "
+                "list it in CHATSITE_OAUTH_PROVIDERS, or give this one another id."
             )
-        if parts.scheme == "http" and not debug and parts.hostname not in LOOPBACK:
-            # Codes, tokens and the client secret would cross the network in clear text.
-            raise ImproperlyConfigured(
-                f"{_variable(provider_id, 'ISSUER')} must be https:// when DJANGO_DEBUG is off."
-            )
+        issuer = _checked_url(
+            values["ISSUER"],
+            variable=_variable(provider_id, "ISSUER"),
+            what="(its issuer, without /.well-known/openid-configuration)",
+            debug=debug,
+        )
         name = environ.get(_variable(provider_id, "NAME"), "").strip() or provider_id
         providers.append(
             OidcProvider(
                 id=provider_id,
                 name=name,
                 issuer=issuer,
+                client_id=values["CLIENT_ID"],
+                secret=values["SECRET"],
+            )
+        )
+    return providers
+
+
+def _checked_url(value: str, *, variable: str, what: str, debug: bool) -> str:
+    url = value.rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ImproperlyConfigured(f"{variable} must be the provider's https:// URL {what}.")
+    if parts.scheme == "http" and not debug and parts.hostname not in LOOPBACK:
+        # Codes, tokens and the client secret would cross the network in clear text.
+        raise ImproperlyConfigured(f"{variable} must be https:// when DJANGO_DEBUG is off.")
+    if parts.query or parts.fragment:
+        raise ImproperlyConfigured(f"{variable} must be the provider's https:// URL {what}.")
+    return url
+
+
+def _oauth_variable(provider_id: str, field: str) -> str:
+    return f"CHATSITE_OAUTH_{provider_id.upper()}_{field}"
+
+
+def oauth_providers_from_env(environ: Mapping[str, str], *, debug: bool) -> list[OAuthProvider]:
+    """The plain OAuth 2 providers CHATSITE_OAUTH_PROVIDERS lists, each from its variables."""
+    listed = [item.strip() for item in environ.get("CHATSITE_OAUTH_PROVIDERS", "").split(",")]
+    providers: list[OAuthProvider] = []
+    for provider_id in filter(None, listed):
+        if provider_id not in OAUTH_KINDS:
+            raise ImproperlyConfigured(
+                f"CHATSITE_OAUTH_PROVIDERS: {provider_id!r} is not an OAuth provider the site "
+                f"offers ({', '.join(OAUTH_KINDS)}); an OpenID Connect provider goes in "
+                "CHATSITE_OIDC_PROVIDERS."
+            )
+        if any(p.id == provider_id for p in providers):
+            raise ImproperlyConfigured(f"CHATSITE_OAUTH_PROVIDERS lists {provider_id!r} twice.")
+        values = {}
+        for field in ("CLIENT_ID", "SECRET"):
+            value = environ.get(_oauth_variable(provider_id, field), "").strip()
+            if not value:
+                raise ImproperlyConfigured(
+                    f"{_oauth_variable(provider_id, field)} must be set: "
+                    f"CHATSITE_OAUTH_PROVIDERS lists {provider_id!r}."
+                )
+            values[field] = value
+        default_name, default_url = OAUTH_KINDS[provider_id]
+        url = _checked_url(
+            environ.get(_oauth_variable(provider_id, "URL"), "").strip() or default_url,
+            variable=_oauth_variable(provider_id, "URL"),
+            what="(its web address, such as https://github.example.com)",
+            debug=debug,
+        )
+        name = environ.get(_oauth_variable(provider_id, "NAME"), "").strip() or default_name
+        providers.append(
+            OAuthProvider(
+                id=provider_id,
+                name=name,
+                url=url,
                 client_id=values["CLIENT_ID"],
                 secret=values["SECRET"],
             )
@@ -104,9 +191,24 @@ def email_domains_from_env(environ: Mapping[str, str]) -> list[str]:
     return domains
 
 
-def socialaccount_providers(providers: list[OidcProvider]) -> dict[str, Any]:
+def socialaccount_providers(
+    providers: list[OidcProvider], oauth: Sequence[OAuthProvider] = ()
+) -> dict[str, Any]:
     """django-allauth's SOCIALACCOUNT_PROVIDERS for these providers: one app each."""
+    github = next((p for p in oauth if p.id == "github"), None)
     return {
+        "github": {
+            # allauth's GitHub provider with an adapter that reads GITHUB_URL when it is
+            # used, not once at import (accounts/sso.py). Always set: allauth picks the
+            # class once, when it first loads its providers.
+            "provider_class": "accounts.sso.GitHubProvider",
+            "GITHUB_URL": github.url if github else OAUTH_KINDS["github"][1],
+            # PKCE (S256), as for OpenID Connect (GitHub and GitHub Enterprise take it).
+            "OAUTH_PKCE_ENABLED": True,
+            "APPS": [{"client_id": github.client_id, "secret": github.secret, "name": github.name}]
+            if github
+            else [],
+        },
         "openid_connect": {
             # PKCE (S256) on every provider: a stolen authorisation code is useless alone.
             "OAUTH_PKCE_ENABLED": True,
@@ -120,5 +222,5 @@ def socialaccount_providers(providers: list[OidcProvider]) -> dict[str, Any]:
                 }
                 for provider in providers
             ],
-        }
+        },
     }

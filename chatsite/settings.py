@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.socialaccount",
     "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.github",
     "conversations",
     "moderation",
     "accounts",
@@ -193,22 +194,26 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 CHATSITE_SIGNUP_ENABLED = env_bool("CHATSITE_SIGNUP_ENABLED", True)
 
-# --- Single sign-on (django-allauth, OpenID Connect; README, Single sign-on) -------------
+# --- Single sign-on (django-allauth, OpenID Connect and GitHub; README, Single sign-on) --
 CHATSITE_OIDC_PROVIDERS = oidc.providers_from_env(os.environ, debug=DEBUG)
+CHATSITE_OAUTH_PROVIDERS = oidc.oauth_providers_from_env(os.environ, debug=DEBUG)
 # Off: the sign-in page has no password form and refuses one posted (the admin's too);
 # only the identity providers sign anyone in. Local sign-up closes with it.
 CHATSITE_LOCAL_SIGNIN_ENABLED = env_bool("CHATSITE_LOCAL_SIGNIN_ENABLED", True)
 if not CHATSITE_LOCAL_SIGNIN_ENABLED:
-    if not CHATSITE_OIDC_PROVIDERS:
+    if not CHATSITE_OIDC_PROVIDERS and not CHATSITE_OAUTH_PROVIDERS:
         raise ImproperlyConfigured(
-            "CHATSITE_LOCAL_SIGNIN_ENABLED=0 needs CHATSITE_OIDC_PROVIDERS: "
+            "CHATSITE_LOCAL_SIGNIN_ENABLED=0 needs CHATSITE_OIDC_PROVIDERS "
+            "or CHATSITE_OAUTH_PROVIDERS: "
             "otherwise nobody could sign in."
         )
     CHATSITE_SIGNUP_ENABLED = False
 # Single sign-on only for addresses in these domains, and only with the provider's word
 # that the address is verified (empty: any address, verified or not).
 CHATSITE_SSO_EMAIL_DOMAINS = oidc.email_domains_from_env(os.environ)
-SOCIALACCOUNT_PROVIDERS = oidc.socialaccount_providers(CHATSITE_OIDC_PROVIDERS)
+SOCIALACCOUNT_PROVIDERS = oidc.socialaccount_providers(
+    CHATSITE_OIDC_PROVIDERS, CHATSITE_OAUTH_PROVIDERS
+)
 SOCIALACCOUNT_ADAPTER = "accounts.sso.SocialAccountAdapter"
 ACCOUNT_ADAPTER = "accounts.sso.AccountAdapter"
 # The provider's sign-in is the sign-up: no allauth form in between (accounts/sso.py
@@ -225,6 +230,10 @@ ACCOUNT_UNIQUE_EMAIL = False
 # The provider's tokens are not kept: the site needs who signed in, not access to them.
 SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_REQUESTS_TIMEOUT = 10
+# Ask for the addresses too (GitHub: the user:email scope and /user/emails, which says which
+# are verified): without it an address is never verified and never links or passes the
+# domain allow-list.
+SOCIALACCOUNT_QUERY_EMAIL = True
 
 # --- Sign-in and sign-up limits (django-axes for sign-ins) ------------------------------
 # Failed sign-ins (site and admin alike) are counted per account and, separately, per
