@@ -1,6 +1,7 @@
 """Single sign-on end to end in headless Chromium: chatsite under daphne, configured from
 its environment for a real OpenID Connect provider (tests/oidc_provider.py) on another
-port; the whole redirect flow, then a conversation over the websocket like anyone's."""
+port, or for GitHub (tests/github_provider.py, a GitHub Enterprise over HTTP); the whole
+redirect flow, then a conversation over the websocket like anyone's."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import API_KEY, ARTIFACTS, ask
 from tests.fake_openai import FakeUpstream, Stream
+from tests.github_provider import CLIENT_SECRET as GITHUB_SECRET
+from tests.github_provider import GitHub
 from tests.live import live_site
 from tests.oidc_provider import CLIENT_SECRET, OidcProvider
 
@@ -49,8 +52,10 @@ def sso_site(fake_server: FakeUpstream, provider: OidcProvider, tmp_path: Path) 
     fake_server.reset()
 
 
-def _look_at_the_sign_in_page(browser: Browser, base: str) -> None:
-    """Phone and desktop, light and dark: test-artifacts/sso-signin-<width>-<scheme>.png."""
+def _look_at_the_sign_in_page(
+    browser: Browser, base: str, button: str = "Sign in with Example SSO", shot: str = "sso-signin"
+) -> None:
+    """Phone and desktop, light and dark: test-artifacts/<shot>-<width>-<scheme>.png."""
     ARTIFACTS.mkdir(exist_ok=True)
     schemes: tuple[Literal["light", "dark"], ...] = ("light", "dark")
     for width in (360, 1280):
@@ -61,14 +66,14 @@ def _look_at_the_sign_in_page(browser: Browser, base: str) -> None:
             look = context.new_page()
             look.add_init_script(CSP_WATCH)
             look.goto(f"{base}/accounts/login/")
-            button = look.get_by_role("button", name="Sign in with Example SSO")
-            expect(button).to_be_visible()
-            box = button.bounding_box()
+            found = look.get_by_role("button", name=button)
+            expect(found).to_be_visible()
+            box = found.bounding_box()
             assert box is not None
             assert box["height"] >= 44
             assert box["x"] >= 0
             assert box["x"] + box["width"] <= width
-            look.screenshot(path=str(ARTIFACTS / f"sso-signin-{width}-{scheme}.png"))
+            look.screenshot(path=str(ARTIFACTS / f"{shot}-{width}-{scheme}.png"))
             assert look.evaluate("window.__csp") == []
             context.close()
 
@@ -170,3 +175,61 @@ def test_sso_only_and_a_refused_domain(
     with sqlite3.connect(tmp_path / "site.sqlite3") as db:
         assert db.execute("select count(*) from auth_user").fetchone() == (0,)
         assert db.execute("select count(*) from socialaccount_socialaccount").fetchone() == (0,)
+
+
+@pytest.fixture(scope="module")
+def github() -> Iterator[GitHub]:
+    with GitHub() as running:
+        yield running
+
+
+@pytest.fixture
+def github_site(fake_server: FakeUpstream, github: GitHub, tmp_path: Path) -> Iterator[str]:
+    fake_server.reset()
+    env = {
+        "OPENAI_BASE_URL": fake_server.base_url,
+        "OPENAI_API_KEY": API_KEY,
+        "OPENAI_MODEL": "fake-model",
+        **github.env(),
+    }
+    with live_site(tmp_path, env) as base:
+        yield base
+    fake_server.reset()
+
+
+def test_sign_in_with_github_and_chat(
+    page: Page, browser: Browser, github_site: str, github: GitHub, fake_server: FakeUpstream
+) -> None:
+    base = github_site
+    github.set_user(
+        "octocat", id=583231, name="The Octocat", emails=[("octocat@example.com", True, True)]
+    )
+    fake_server.enqueue(Stream(["Signed ", "in ", "through ", "GitHub."], interval=0.05))
+    _look_at_the_sign_in_page(browser, base, "Sign in with GitHub", "sso-signin-github")
+
+    errors: list[tuple[str, str]] = []
+    page.on("console", lambda m: errors.append((page.url, m.text)) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append((page.url, str(exc))))
+    page.add_init_script(CSP_WATCH)
+    page.goto(f"{base}/")
+    page.wait_for_url(f"{base}/accounts/login/?next=/")
+    page.get_by_role("button", name="Sign in with GitHub").click()
+
+    # GitHub's authorisation page, on its own origin (the form-action the policy allows).
+    page.wait_for_url(f"{github.url}/login/oauth/authorize?*")
+    assert "state=" in page.url
+    assert "code_challenge=" in page.url
+    assert GITHUB_SECRET not in page.url
+    page.get_by_placeholder("login").fill("octocat")
+    page.get_by_role("button", name="Authorize").click()
+
+    # Back, signed in as GitHub's login, where the sign-in started.
+    page.wait_for_url(f"{base}/")
+    expect(page.locator(".whoami")).to_have_text("octocat")
+    expect(page.get_by_role("link", name="Admin")).to_be_visible()  # the first account
+    ask(page, base, "Hello from GitHub")
+    answer = page.locator('#messages [data-role="assistant"][data-status="complete"]').last
+    expect(answer.locator(".message-text")).to_have_text("Signed in through GitHub.")
+    assert page.evaluate("window.__csp") == []
+    assert GITHUB_SECRET not in page.content()
+    assert [(url, text) for url, text in errors if url.startswith(base)] == []
