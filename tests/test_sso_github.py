@@ -162,6 +162,22 @@ def test_a_forged_callback_without_the_sessions_state_signs_nobody_in(github: Gi
     assert not User.objects.exists()
 
 
+def test_a_code_github_does_not_accept_signs_nobody_in(github: GitHub) -> None:
+    github.set_user("ada", id=101, emails=[("ada@example.com", True, True)])
+    client = Client()
+    started = client.post(LOGIN)
+    back = urllib.parse.urlsplit(github.authorize(started["Location"], "ada"))
+    query = dict(urllib.parse.parse_qsl(back.query))
+    # Another code than GitHub gave (GitHub answers {"error": "bad_verification_code"}).
+    response = client.get(back.path, {"code": "not-the-code", "state": query["state"]})
+    assert response.status_code == 401
+    assert "Sign-in failed" in response.content.decode()
+    assert CLIENT_SECRET not in response.content.decode()
+    assert signed_in_as(client) is None
+    assert not User.objects.exists()
+    assert not SocialAccount.objects.exists()
+
+
 def test_cancelling_at_github_is_a_page_of_the_sites_own(github: GitHub) -> None:
     github.set_user("ada", id=101)
     client = Client()
