@@ -134,3 +134,20 @@ def test_the_settings_page_says_when_files_have_no_limit() -> None:
     user.groups.add(group)
     page = client_for(user).get("/settings/").content.decode()
     assert "Files: 0\xa0bytes (no limit)" in page
+
+
+def test_an_administrator_sets_a_users_file_quotas_in_admin() -> None:
+    admin = make_user("first")  # the first account is a superuser
+    user = make_user("reader")
+    client = client_for(admin)
+    form = client.get("/admin/accounts/quota/add/").content.decode()
+    assert 'name="attachment_bytes"' in form
+    assert 'name="attachment_file_bytes"' in form
+    saved = client.post(
+        "/admin/accounts/quota/add/",
+        {"user": user.pk, "attachment_bytes": "500", "attachment_file_bytes": "40"},
+    )
+    assert saved.status_code == 302, saved.content.decode()
+    uploaded_id(upload(client_for(user), "thirty.txt", b"x" * 30))  # past the default's 10
+    listing = client.get("/admin/accounts/quota/").content.decode()
+    assert "Attachment file bytes" in listing

@@ -342,6 +342,16 @@ def test_a_shared_messages_files_are_named_escaped_and_never_linked(
     assert "not shared" in html
     assert "/attachments/" not in html
     assert str(file.public_id) not in html
+    # Moderators read the same names in admin (after giving a reason), escaped too.
+    moderator = _moderator()
+    share = ShareLink.objects.get()
+    moderator.post(
+        f"/admin/conversations/sharelink/{share.pk}/reason/", {"access_reason": "Reported."}
+    )
+    snapshot = moderator.get(f"/admin/conversations/sharelink/{share.pk}/change/")
+    assert "Attached (not shared): &lt;img src=x onerror=alert(1)&gt;.txt" in (
+        snapshot.content.decode()
+    )
     # The file itself stays private: signed out, or signed in as anyone else.
     download = f"/attachments/{file.public_id}/"
     assert Client().get(download).status_code == 302  # to the sign-in page
