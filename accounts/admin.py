@@ -106,6 +106,8 @@ class QuotaAdmin(admin.ModelAdmin):
         "tokens_per_day",
         "tokens_per_month",
         "concurrent_answers",
+        "attachment_bytes",
+        "attachment_file_bytes",
     )
     list_select_related = ("user", "group")
     raw_id_fields = ("user",)

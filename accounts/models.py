@@ -1,4 +1,4 @@
-"""Suspensions (and, later, quotas) of user accounts."""
+"""Suspensions and quotas of user accounts, and the usage ledger the quotas count from."""
 
 from __future__ import annotations
 
@@ -55,6 +55,13 @@ class Quota(models.Model):
     tokens_per_day = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_month = models.PositiveIntegerField(null=True, blank=True)
     concurrent_answers = models.PositiveIntegerField(null=True, blank=True)
+    # Attached files, in bytes (big integers: a quota may pass 2 GB).
+    attachment_bytes = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Bytes of attached files the user may keep in all."
+    )
+    attachment_file_bytes = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Bytes one attached file may have."
+    )
 
     class Meta:
         constraints = [

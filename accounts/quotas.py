@@ -16,7 +16,14 @@ from .models import Quota, UsageEvent
 
 log = logging.getLogger(__name__)
 
-LIMITS = ("messages_per_day", "tokens_per_day", "tokens_per_month", "concurrent_answers")
+LIMITS = (
+    "messages_per_day",
+    "tokens_per_day",
+    "tokens_per_month",
+    "concurrent_answers",
+    "attachment_bytes",
+    "attachment_file_bytes",
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,8 @@ class Limits:
     tokens_per_day: int
     tokens_per_month: int
     concurrent_answers: int
+    attachment_bytes: int  # all the attached files a user keeps
+    attachment_file_bytes: int  # one attached file
 
 
 def _defaults() -> dict[str, int]:
@@ -33,6 +42,8 @@ def _defaults() -> dict[str, int]:
         "tokens_per_day": settings.CHATSITE_QUOTA_TOKENS_PER_DAY,
         "tokens_per_month": settings.CHATSITE_QUOTA_TOKENS_PER_MONTH,
         "concurrent_answers": settings.CHATSITE_MAX_CONCURRENT_ANSWERS,
+        "attachment_bytes": settings.CHATSITE_ATTACHMENT_USER_BYTES,
+        "attachment_file_bytes": settings.CHATSITE_ATTACHMENT_MAX_BYTES,
     }
 
 

@@ -37,7 +37,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from chatsite.throttle import throttled
 from chatsite.types import Account, account_of
-from conversations import catalog, share_selectors, share_services, upstream
+from conversations import attachment_selectors, catalog, share_selectors, share_services, upstream
 from conversations import selectors as conversation_selectors
 from conversations import services as conversation_services
 from conversations.models import ImportJob
@@ -45,7 +45,7 @@ from conversations.portability import exports, parsing, reading, writing
 from conversations.streaming import broadcast
 from moderation import selectors as moderation_selectors
 
-from . import selectors, services, sso
+from . import quotas, selectors, services, sso
 from .forms import LoginForm
 from .throttling import client_address
 
@@ -200,7 +200,8 @@ def _server(request: HttpRequest) -> tuple[str, int] | None:
 @require_http_methods(["GET", "POST"])
 @login_required
 async def user_settings(request: HttpRequest) -> HttpResponse:
-    """Defaults for new conversations, this month's usage, taking data away, the account."""
+    """Defaults for new conversations, this month's usage, the files kept against their
+    quota, taking data away, the account."""
     user = account_of(await request.auser())
     choices = await _model_choices(request)
     return await sync_to_async(_settings_page)(
@@ -232,6 +233,10 @@ def _settings_page(
             status = 422
     context["preferences"] = conversation_selectors.user_settings_for(user=user)
     context["usage"] = conversation_selectors.usage_this_month(user=user)
+    limits = quotas.limits_for(user_id=user.pk)
+    context["files_used"] = attachment_selectors.attachment_bytes_used(owner_id=user.pk)
+    context["files_quota"] = limits.attachment_bytes
+    context["file_quota"] = limits.attachment_file_bytes
     job = (
         context["import_job"]
         if "import_job" in context

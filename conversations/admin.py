@@ -330,6 +330,11 @@ class ShareLinkAdmin(ReasonRequiredMixin, admin.ModelAdmin):
                 body = mark_safe(render(row.content))  # noqa: S308
             else:
                 body = format_html('<p class="plain">{}</p>', row.content)
+            if not row.hidden:  # the files' names the link shows (never the files)
+                for file in row.attachments.all():
+                    body += format_html(
+                        "<p>Attached (not shared): {} · {} bytes</p>", file.name, file.size
+                    )
             parts.append(format_html("<div><strong>{}</strong>{}</div>", row.role, body))
         return format_html('<div class="shared-snapshot">{}</div>', mark_safe("".join(parts)))  # noqa: S308
 

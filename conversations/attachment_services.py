@@ -22,6 +22,7 @@ from django.db import transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
+from accounts import quotas
 from chatsite.errors import ActionRefused
 from chatsite.inputs import uuid_from
 from chatsite.types import Account
@@ -40,31 +41,33 @@ class AttachmentRefused(ActionRefused):
     """A limit on attachments: the sentence says which."""
 
 
-def attachment_size_check(*, name: str, size: int) -> None:
-    limit = settings.CHATSITE_ATTACHMENT_MAX_BYTES
-    if size > limit:
-        raise AttachmentRefused(
-            f"{name} is {filesizeformat(size)}; a file may be {filesizeformat(limit)} at most."
-        )
-
-
 def attachment_room_check(*, owner_id: int, name: str, size: int) -> None:
     """Whether the owner may keep one more file of `size` bytes: AttachmentRefused past
-    the per-file size, the owner's total bytes or the number of files waiting to be
-    sent, with a sentence saying which."""
-    attachment_size_check(name=name, size=size)
+    her quotas (the size of one file, the bytes of all her files) or the number of files
+    waiting to be sent, with a sentence saying which."""
+    limits = quotas.limits_for(user_id=owner_id)
+    _file_size_check(name=name, size=size, limit=limits.attachment_file_bytes)
     waiting = settings.CHATSITE_ATTACHMENTS_PER_MESSAGE * 4
     if attachment_selectors.attachment_pending_count(owner_id=owner_id) >= waiting:
         raise AttachmentRefused(
             f"You have {waiting} files waiting to be sent. Send them, or remove some."
         )
-    cap = settings.CHATSITE_ATTACHMENT_USER_BYTES
+    cap = limits.attachment_bytes
     used = attachment_selectors.attachment_bytes_used(owner_id=owner_id)
     if cap and used + size > cap:
         raise AttachmentRefused(
             f"Your files would take {filesizeformat(used + size)}; you may keep "
             f"{filesizeformat(cap)} of attached files. Delete conversations with files you "
             "no longer need, then try again."
+        )
+
+
+def _file_size_check(*, name: str, size: int, limit: int) -> None:
+    """One file against the owner's quota for a file (0: only the site's ceiling,
+    `attachments.file_ceiling`, which the request's size limit enforces before this)."""
+    if limit and size > limit:
+        raise AttachmentRefused(
+            f"{name} is {filesizeformat(size)}; a file may be {filesizeformat(limit)} at most."
         )
 
 
@@ -206,10 +209,14 @@ def attachments_import(
     *, owner_id: int, files: list[tuple[int, str, Inspected]], stored: list[str]
 ) -> None:
     """An import's files (checked while the file was read) given to their new messages,
-    under the owner's limit on attached bytes; each stored name added to `stored`."""
+    under the owner's quotas (one file's bytes, all her files' bytes); each stored name
+    added to `stored`."""
     if not files:
         return
-    cap = settings.CHATSITE_ATTACHMENT_USER_BYTES
+    limits = quotas.limits_for(user_id=owner_id)
+    for _, name, inspected in files:
+        _file_size_check(name=name, size=len(inspected.data), limit=limits.attachment_file_bytes)
+    cap = limits.attachment_bytes
     used = attachment_selectors.attachment_bytes_used(owner_id=owner_id)
     adding = sum(len(inspected.data) for _, _, inspected in files)
     if cap and used + adding > cap:

@@ -33,6 +33,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pypdf.errors import PyPdfError
 
 TEXT, PDF, IMAGE = "text", "pdf", "image"
+
+
+def file_ceiling() -> int:
+    """The largest file read at all, whatever a user's quota allows: what one upload
+    request may carry (chatsite/limits.py), so an import takes no more than an upload."""
+    return int(settings.CHATSITE_ATTACHMENT_MAX_BYTES) * int(
+        settings.CHATSITE_ATTACHMENTS_PER_MESSAGE
+    )
+
+
 # Decompressed bytes any one PDF stream may grow to (a flate bomb stops here).
 PDF_STREAM_BYTES = 20_000_000
 IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}

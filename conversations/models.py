@@ -436,3 +436,31 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
+
+
+class SharedAttachment(models.Model):
+    """A file attached to a shared user message, as it was when shared: its name, kind
+    and size only. Never the file or a link to it (attached files stay their owner's:
+    the shared page shows a chip saying so)."""
+
+    shared_message = models.ForeignKey(
+        SharedMessage, on_delete=models.CASCADE, related_name="attachments"
+    )
+    position = models.PositiveIntegerField()
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=8, choices=Attachment.Kind.choices)
+    size = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["shared_message", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["shared_message", "position"], name="sharedattachment_position"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["text", "pdf", "image"]), name="sharedattachment_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} of shared message {self.shared_message_id}"

@@ -72,9 +72,12 @@ def share_get_public(*, token: Any) -> PublicShare | None:
 
 
 def share_messages(*, share: ShareLink) -> list[SharedMessage]:
-    """The share's messages in order; one hidden by moderation since it was shared is
-    hidden here too (its text is left out)."""
-    rows = list(share.messages.select_related("source").order_by("position"))
+    """The share's messages in order, each with its files' names (`attachments`); one
+    hidden by moderation since it was shared is hidden here too (its text and its files'
+    names are left out)."""
+    rows = list(
+        share.messages.select_related("source").prefetch_related("attachments").order_by("position")
+    )
     for row in rows:
         if row.source is not None and row.source.hidden:
             row.hidden = True

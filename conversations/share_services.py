@@ -2,7 +2,9 @@
 
 A share copies the text of the messages it holds when it is made (SharedMessage rows), so
 nothing done to the conversation afterwards (a new message, an edit, a regenerated or
-continued answer) changes what the link shows; sharing again makes a new link.
+continued answer) changes what the link shows; sharing again makes a new link. Of the
+files attached to a message only the name, kind and size are copied (SharedAttachment
+rows): the files themselves are never shared.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from chatsite.errors import ActionRefused
 from chatsite.inputs import pk_from
 from chatsite.types import Account
 
-from . import share_selectors
-from .models import Conversation, Message, SharedMessage, ShareLink
+from . import attachment_selectors, share_selectors
+from .models import Conversation, Message, SharedAttachment, SharedMessage, ShareLink
 
 SHARE_WINDOW = timedelta(hours=1)
 TAKE_DOWN_REASON_CHARS = 1000
@@ -54,6 +56,9 @@ def share_create(
         raise ValidationError("There is nothing to share yet: send a message first.")
     if any(message.status == Message.Status.STREAMING for message in path):
         raise ValidationError("An answer is still being written: share it when it has finished.")
+    files = attachment_selectors.attachments_by_message(
+        message_ids=[message.pk for message in path if not message.hidden]
+    )
     with transaction.atomic():
         share = ShareLink.objects.create(
             # 192 random bits: unguessable, and never derived from the conversation's id.
@@ -62,7 +67,7 @@ def share_create(
             title=conversation.title[:200],
             show_owner_name=bool(show_owner_name),
         )
-        SharedMessage.objects.bulk_create(
+        copies = SharedMessage.objects.bulk_create(
             [
                 SharedMessage(
                     share=share,
@@ -78,6 +83,20 @@ def share_create(
                     created_at=message.created_at,
                 )
                 for position, message in enumerate(path)
+            ]
+        )
+        # bulk_create gave each copy its id (SQLite and PostgreSQL return them).
+        SharedAttachment.objects.bulk_create(
+            [
+                SharedAttachment(
+                    shared_message=copy,
+                    position=position,
+                    name=row.name,
+                    kind=row.kind,
+                    size=row.size,
+                )
+                for message, copy in zip(path, copies, strict=True)
+                for position, row in enumerate(files.get(message.pk, []))
             ]
         )
     return share

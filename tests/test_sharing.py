@@ -14,10 +14,11 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.models import Suspension
-from conversations import services, share_services, turn_services
+from conversations import attachment_services, attachments, services, share_services, turn_services
 from conversations.models import Conversation, Message, SharedMessage, ShareLink
 from moderation.models import AccessLog
 from tests.conftest import make_user
+from tests.test_attachments import stored  # noqa: F401  # autouse: files kept apart per test
 
 pytestmark = pytest.mark.django_db
 
@@ -322,3 +323,39 @@ def test_reading_a_share_in_admin_asks_for_a_reason_and_is_logged(
     assert log.conversation_id == conversation.pk
     page = moderator.get(f"/admin/conversations/sharelink/{share.pk}/change/")
     assert "<strong>twenty</strong>" in page.content.decode()
+
+
+def test_a_shared_messages_files_are_named_escaped_and_never_linked(
+    owner: Any, conversation: Conversation
+) -> None:
+    name = "<img src=x onerror=alert(1)>.txt"
+    inspected = attachments.inspect(name=name, data=b"Sow in March.")
+    kept = attachment_services.attachment_file_store(owner_id=owner.pk, data=inspected.data)
+    file = attachment_services.attachment_create(
+        owner=owner, name=name, inspected=inspected, stored=kept
+    )
+    _turn(conversation, "Here is my plan", "A fine plan.", attachment_ids=[str(file.public_id)])
+    path = _share(_client(owner), conversation)
+    html = Client().get(path).content.decode()
+    assert "&lt;img src=x onerror=alert(1)&gt;.txt" in html
+    assert "<img src=x" not in html
+    assert "not shared" in html
+    assert "/attachments/" not in html
+    assert str(file.public_id) not in html
+    # Moderators read the same names in admin (after giving a reason), escaped too.
+    moderator = _moderator()
+    share = ShareLink.objects.get()
+    moderator.post(
+        f"/admin/conversations/sharelink/{share.pk}/reason/", {"access_reason": "Reported."}
+    )
+    snapshot = moderator.get(f"/admin/conversations/sharelink/{share.pk}/change/")
+    assert "Attached (not shared): &lt;img src=x onerror=alert(1)&gt;.txt" in (
+        snapshot.content.decode()
+    )
+    # The file itself stays private: signed out, or signed in as anyone else.
+    download = f"/attachments/{file.public_id}/"
+    assert Client().get(download).status_code == 302  # to the sign-in page
+    assert _client(make_user("stranger")).get(download).status_code == 404
+    # Hidden by moderation later: the file's name goes with the text.
+    Message.objects.filter(content="Here is my plan").update(hidden=True)
+    assert "onerror" not in Client().get(path).content.decode()

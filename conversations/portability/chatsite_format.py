@@ -272,9 +272,7 @@ def _attachment(raw: dict[str, Any], at: str) -> tuple[str, Inspected]:
     elif kind == attachments.IMAGE:
         encoded = raw.get("data")
         # base64 is 4/3 of the bytes: a longer string is refused before decoding it.
-        if not isinstance(encoded, str) or len(encoded) > (
-            settings.CHATSITE_ATTACHMENT_MAX_BYTES * 4 // 3 + 4
-        ):
+        if not isinstance(encoded, str) or len(encoded) > (attachments.file_ceiling() * 4 // 3 + 4):
             raise ImportRefused(f"{where}: its data is missing or too large.")
         try:
             data = base64.b64decode(encoded, validate=True)
@@ -288,6 +286,7 @@ def _attachment(raw: dict[str, Any], at: str) -> tuple[str, Inspected]:
             raise ImportRefused(f"{where} is not an image.")
     else:
         raise ImportRefused(f'{where}: kind must be "text", "pdf" or "image".')
-    if len(inspected.data) > settings.CHATSITE_ATTACHMENT_MAX_BYTES:
+    # The owner's own limit on one file (a quota) is checked as the files are written.
+    if len(inspected.data) > attachments.file_ceiling():
         raise ImportRefused(f"{where} is larger than a file may be.")
     return name, inspected

@@ -12,6 +12,7 @@ from playwright.sync_api import Browser, FilePayload, Page, expect
 
 from tests import attachment_files as files
 from tests.browser.conftest import API_KEY, ARTIFACTS, SETTLED, sign_up
+from tests.browser.test_sharing import DONE, SCHEMES, create_link, open_share_dialog, watched
 from tests.fake_openai import FakeUpstream, Stream
 from tests.live import live_site
 
@@ -151,3 +152,55 @@ def test_an_image_for_a_model_that_cannot_read_images_is_refused_in_the_page(
     # The browser logs each refusal's 422 (htmx swaps them in on purpose); nothing else.
     problems = [p for p in page.problems if "status of 422" not in p]  # type: ignore[attr-defined]
     assert not problems
+
+
+def test_a_shared_messages_files_are_chips_that_are_not_links_and_settings_shows_the_files(
+    browser: Browser, files_site: tuple[str, Path], fake_server: FakeUpstream
+) -> None:
+    base, _root = files_site
+    page = watched(browser.new_context())
+    fake_server.enqueue(Stream(["Noted: sow them in March."]))
+    sign_up(page, base)
+    page.goto(f"{base}/")
+    attach(page, "seed plan <2027>.txt", b"Tomatoes in March\n" * 400, "text/plain")
+    page.fill("#new-message", "Here is my plan")
+    page.press("#new-message", "Enter")
+    page.wait_for_url(f"{base}/conversations/*/")
+    expect(page.locator(DONE)).to_be_visible()
+    page.wait_for_function(SETTLED)
+    open_share_dialog(page)
+    link = create_link(page)
+    cookies: list[Any] = list(page.context.cookies())
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width in (360, 1280):
+        for scheme in SCHEMES:
+            viewport: Any = {"width": width, "height": 740}
+            signed_out = browser.new_context(viewport=viewport, color_scheme=scheme)
+            reader = watched(signed_out)
+            reader.goto(link)
+            chip = reader.locator(".shared-messages .chip--not-shared")
+            expect(chip).to_contain_text("seed plan <2027>.txt")
+            expect(chip).to_contain_text("not shared")
+            assert reader.locator("a[href*='/attachments/']").count() == 0
+            box, column = chip.bounding_box(), reader.locator(".shared-messages").bounding_box()
+            assert box is not None
+            assert column is not None
+            assert column["x"] <= box["x"]  # a long chip stays inside the column
+            assert box["x"] + box["width"] <= column["x"] + column["width"]
+            assert reader.evaluate("document.documentElement.scrollWidth") <= width
+            reader.screenshot(
+                path=str(ARTIFACTS / f"share-page-files-{width}-{scheme}.png"), full_page=True
+            )
+            owner = browser.new_context(viewport=viewport, color_scheme=scheme)
+            owner.add_cookies(cookies)
+            settings_page = watched(owner)
+            settings_page.goto(f"{base}/settings/")
+            usage = settings_page.locator("[data-files-usage]")
+            expect(usage).to_have_text("Files: 7.0\xa0KB of 190.7\xa0MB")
+            assert settings_page.evaluate("document.documentElement.scrollWidth") <= width
+            settings_page.locator("#data-heading").scroll_into_view_if_needed()
+            settings_page.screenshot(path=str(ARTIFACTS / f"settings-files-{width}-{scheme}.png"))
+            assert reader.problems == []  # type: ignore[attr-defined]
+            assert settings_page.problems == []  # type: ignore[attr-defined]
+            signed_out.close()
+            owner.close()
