@@ -37,7 +37,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from chatsite.throttle import throttled
 from chatsite.types import Account, account_of
-from conversations import catalog, share_selectors, share_services, upstream
+from conversations import catalog, share_selectors, share_services, upstream, usage_selectors
 from conversations import selectors as conversation_selectors
 from conversations import services as conversation_services
 from conversations.models import ImportJob
@@ -231,7 +231,7 @@ def _settings_page(
             context["settings_error"] = " ".join(exc.messages)
             status = 422
     context["preferences"] = conversation_selectors.user_settings_for(user=user)
-    context["usage"] = conversation_selectors.usage_this_month(user=user)
+    context["usage"] = usage_selectors.usage_this_month(user=user)
     job = (
         context["import_job"]
         if "import_job" in context

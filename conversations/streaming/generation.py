@@ -36,11 +36,11 @@ from django.utils import timezone
 from accounts import quotas
 from moderation import services as moderation_services
 
-from .. import attachments, fragments, gate, selectors, services, upstream
+from .. import attachments, fragments, gate, services, upstream, usage_selectors
 from ..growing import GrowingBlock
+from ..message_selectors import MessageView, Versions
 from ..models import Conversation, Message
 from ..rendering import render
-from ..selectors import MessageView, Versions
 from ..splitting import BlockSplitter
 from . import frames
 from .moderating import AnswerModeration, QuestionBlocked
@@ -432,7 +432,7 @@ class Generation:
             return  # deleted meanwhile: nobody left to tell
         html = fragments.message_final_html(self._final_view(message))
         if message.total_tokens is not None or message.prompt_tokens is not None:
-            usage = await database_sync_to_async(selectors.usage_for_conversation)(
+            usage = await database_sync_to_async(usage_selectors.usage_for_conversation)(
                 conversation=self.conversation
             )
             html += fragments.conversation_usage_html(usage)
