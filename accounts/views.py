@@ -37,7 +37,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from chatsite.throttle import throttled
 from chatsite.types import Account, account_of
-from conversations import attachment_selectors, catalog, share_selectors, share_services, upstream
+from conversations import (
+    attachment_selectors,
+    catalog,
+    share_selectors,
+    share_services,
+    upstream,
+    usage_selectors,
+)
 from conversations import selectors as conversation_selectors
 from conversations import services as conversation_services
 from conversations.models import ImportJob
@@ -232,7 +239,7 @@ def _settings_page(
             context["settings_error"] = " ".join(exc.messages)
             status = 422
     context["preferences"] = conversation_selectors.user_settings_for(user=user)
-    context["usage"] = conversation_selectors.usage_this_month(user=user)
+    context["usage"] = usage_selectors.usage_this_month(user=user)
     limits = quotas.limits_for(user_id=user.pk)
     context["files_used"] = attachment_selectors.attachment_bytes_used(owner_id=user.pk)
     context["files_quota"] = limits.attachment_bytes

@@ -12,7 +12,7 @@ import time
 
 from django.conf import settings
 
-from . import gate, upstream
+from . import gate, upstream, upstream_errors
 
 log = logging.getLogger(__name__)
 
@@ -20,14 +20,14 @@ FAILURE_TTL = 30.0  # seconds before a failed listing is tried again
 
 _cache: dict[str, tuple[float, list[str] | None]] = {}
 # What went wrong the last time the upstream was asked for its models, by base URL.
-_problems: dict[str, upstream.UpstreamError] = {}
+_problems: dict[str, upstream_errors.UpstreamError] = {}
 # Failures that mean answers will fail too (a server without GET /models is not one).
 SERVICE_DOWN = {
-    upstream.ErrorKind.UNREACHABLE,
-    upstream.ErrorKind.CONNECTION,
-    upstream.ErrorKind.TIMEOUT,
-    upstream.ErrorKind.UNAVAILABLE,
-    upstream.ErrorKind.AUTH,
+    upstream_errors.ErrorKind.UNREACHABLE,
+    upstream_errors.ErrorKind.CONNECTION,
+    upstream_errors.ErrorKind.TIMEOUT,
+    upstream_errors.ErrorKind.UNAVAILABLE,
+    upstream_errors.ErrorKind.AUTH,
 }
 
 
@@ -60,7 +60,7 @@ async def _listed(config: upstream.UpstreamConfig) -> list[str] | None:
         # A limited upstream is writing an answer: asking now could cut it short (or
         # wait behind it). The last list stands in, however old; asked again later.
         return cached[1] if cached is not None else None
-    except upstream.UpstreamError as exc:
+    except upstream_errors.UpstreamError as exc:
         log.warning("listing the upstream's models failed: %s", exc.kind.value)
         listed, ttl = None, FAILURE_TTL
         _problems[config.base_url] = exc

@@ -30,7 +30,7 @@ from chatsite.errors import ActionRefused
 from chatsite.throttle import slow_down_text, socket_admit, socket_release, throttle_wait
 from chatsite.types import Visitor
 
-from . import fragments, selectors
+from . import fragments, message_selectors, selectors
 from .models import Conversation, Message
 from .streaming import frames, turns
 from .streaming.supervisor import supervisor_ensure
@@ -229,7 +229,7 @@ class ConversationConsumer(DirectDispatch, AsyncWebsocketConsumer):
     # --- catching up --------------------------------------------------------------------
     async def _catch_up(self) -> None:
         assert self.conversation is not None
-        answer = await database_sync_to_async(selectors.message_get_streaming)(
+        answer = await database_sync_to_async(message_selectors.message_get_streaming)(
             conversation=self.conversation
         )
         if answer is None:
@@ -254,7 +254,7 @@ class ConversationConsumer(DirectDispatch, AsyncWebsocketConsumer):
 
     async def _send_saved_state(self) -> None:
         assert self.conversation is not None
-        messages = await database_sync_to_async(selectors.message_list)(
+        messages = await database_sync_to_async(message_selectors.message_list)(
             conversation=self.conversation
         )
         item = messages[-1] if messages else None
@@ -304,7 +304,7 @@ class ConversationConsumer(DirectDispatch, AsyncWebsocketConsumer):
         # Redis restarting): the next ones would append to the wrong text. Bring the
         # answer as it is now, then what follows it.
         assert self.conversation is not None
-        answer = await database_sync_to_async(selectors.message_get_streaming)(
+        answer = await database_sync_to_async(message_selectors.message_get_streaming)(
             conversation=self.conversation
         )
         if answer is None or answer.pk != event["message_id"]:

@@ -13,9 +13,9 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
+from .message_selectors import MessageView
 from .models import Conversation
 from .rendering import plain_text
-from .selectors import MessageView
 
 PAGE = "conversations/conversation.html"
 SIDEBAR = "conversations/sidebar.html"

@@ -28,7 +28,7 @@ from django.utils import timezone
 from chatsite.errors import ActionRefused
 from chatsite.types import Account
 
-from . import selectors
+from . import message_selectors
 from .models import (
     FEEDBACK_COMMENT_CHARS,
     AnswerFeedback,
@@ -142,7 +142,9 @@ def conversation_show_version(*, conversation: Conversation, message_id: Any) ->
                 "An answer is still being written. Stop it or wait for it to finish "
                 "before switching versions."
             )
-        leaf = selectors.message_version_leaf(conversation=conversation, message_id=message_id)
+        leaf = message_selectors.message_version_leaf(
+            conversation=conversation, message_id=message_id
+        )
         if leaf is None:
             raise VersionRefused("That version does not exist.")
         Conversation.objects.filter(pk=conversation.pk).update(leaf_id=leaf)
@@ -409,7 +411,7 @@ def answer_feedback_set(
 ) -> AnswerFeedback | None:
     """The owner's verdict on one of the conversation's finished answers: "up", "down",
     or "" to take it back (None then). A comment goes with a verdict, never alone."""
-    message = selectors.message_get(conversation=conversation, message_id=message_id)
+    message = message_selectors.message_get(conversation=conversation, message_id=message_id)
     if message is None or message.role != Message.Role.ASSISTANT:
         raise ValidationError("That answer does not exist.")
     if message.status == Message.Status.STREAMING:

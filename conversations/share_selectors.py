@@ -19,8 +19,8 @@ from accounts.models import Suspension
 from chatsite.inputs import pk_from
 from chatsite.types import Visitor, visitor_id
 
+from .message_selectors import message_list
 from .models import Conversation, Message, SharedMessage, ShareLink
-from .selectors import message_list
 
 # What secrets.token_urlsafe makes; anything else is not a token of ours (a 404 without
 # a query, which reveals nothing: the lookup of a well-formed token is one indexed row).

@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts import quotas
 from chatsite.types import Account
 
-from . import attachment_selectors, attachment_services, attachments, selectors
+from . import attachment_selectors, attachment_services, attachments, message_selectors
 from .models import Conversation, Message
 from .services import (
     ConversationBusy,
@@ -129,12 +129,14 @@ def turn_start(
             conversation.system_prompt = state["system_prompt"]
             edited = None
             if edit_of is not None:
-                edited = selectors.message_get(conversation=conversation, message_id=edit_of)
+                edited = message_selectors.message_get(
+                    conversation=conversation, message_id=edit_of
+                )
                 if edited is None or edited.role != Message.Role.USER:
                     raise NotRetryable("That message does not exist.")
                 parent_id = edited.parent_id
             else:
-                parent_id = selectors.message_path_end(
+                parent_id = message_selectors.message_path_end(
                     conversation=conversation, leaf_id=state["leaf_id"]
                 )
             _rate_check(owner_id=conversation.owner_id, new_user_message=True)
@@ -208,7 +210,7 @@ def _turn_for_key(*, conversation: Conversation, client_key: str) -> Turn | None
 
 
 def _answer(*, conversation: Conversation, message_id: Any) -> Message:
-    answer = selectors.message_get(conversation=conversation, message_id=message_id)
+    answer = message_selectors.message_get(conversation=conversation, message_id=message_id)
     if answer is None or answer.role != Message.Role.ASSISTANT:
         raise NotRetryable("That answer does not exist.")
     return answer
@@ -268,7 +270,7 @@ def answer_continue(
             answer = _answer(conversation=conversation, message_id=message_id)
             if answer.status == Message.Status.STREAMING:
                 raise ConversationBusy
-            if selectors.message_path_end(conversation=conversation) != answer.pk:
+            if message_selectors.message_path_end(conversation=conversation) != answer.pk:
                 raise NotRetryable("Only the last answer can be continued.")
             continuable = answer.status in (Message.Status.INTERRUPTED, Message.Status.STOPPED) or (
                 answer.status == Message.Status.COMPLETE and answer.finish_reason == "length"

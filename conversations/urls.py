@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import attachment_views, share_views, views
+from . import action_views, attachment_views, share_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -26,25 +26,27 @@ urlpatterns = [
     path("conversations/<uuid:public_id>/", views.conversation_detail, name="conversation_detail"),
     path(
         "conversations/<uuid:public_id>/rename/",
-        views.conversation_rename,
+        action_views.conversation_rename,
         name="conversation_rename",
     ),
     path(
         "conversations/<uuid:public_id>/configure/",
-        views.conversation_configure,
+        action_views.conversation_configure,
         name="conversation_configure",
     ),
     path(
         "conversations/<uuid:public_id>/report/",
-        views.conversation_report,
+        action_views.conversation_report,
         name="conversation_report",
     ),
     path(
-        "conversations/<uuid:public_id>/flags/", views.conversation_flags, name="conversation_flags"
+        "conversations/<uuid:public_id>/flags/",
+        action_views.conversation_flags,
+        name="conversation_flags",
     ),
     path(
         "conversations/<uuid:public_id>/feedback/",
-        views.answer_feedback,
+        action_views.answer_feedback,
         name="answer_feedback",
     ),
     path(
@@ -56,7 +58,7 @@ urlpatterns = [
     path("share/<str:token>/", share_views.shared_conversation, name="shared_conversation"),
     path(
         "conversations/<uuid:public_id>/delete/",
-        views.conversation_delete,
+        action_views.conversation_delete,
         name="conversation_delete",
     ),
 ]

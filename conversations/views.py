@@ -1,8 +1,9 @@
-"""Pages. Views orchestrate: reads through selectors, writes through services and turns."""
+"""Pages: the home page, a conversation, starting one; the sidebar's next page, search, and
+a conversation's download. Views orchestrate: reads through selectors, writes through
+services and turns. The htmx actions on a conversation are in action_views."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -18,22 +19,28 @@ from django.http import (
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseLocation
+from django_htmx.http import HttpResponseLocation
 from django_htmx.middleware import HtmxDetails
 
 from accounts import quotas
 from chatsite.errors import ActionRefused
 from chatsite.throttle import throttled
 from chatsite.types import Account, account_of
-from moderation import services as moderation_services
 
-from . import attachment_selectors, catalog, selectors, services, upstream
-from .fragments import PAGE, SIDEBAR
+from . import (
+    attachment_selectors,
+    catalog,
+    message_selectors,
+    selectors,
+    services,
+    upstream,
+    usage_selectors,
+)
+from .fragments import SIDEBAR
 from .models import Conversation
 from .portability import exports
-from .streaming import broadcast, turns
+from .streaming import turns
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -41,17 +48,15 @@ class HtmxHttpRequest(HttpRequest):
 
 
 # Cheap actions, per user and process (chatsite/throttle.py): generous for a person, a
-# wall for a loop. Reports fill the moderators' queue, so fewer of those.
-EDITS_PER_SECOND, EDITS_BURST = 5.0, 20
+# wall for a loop.
 SEARCHES_PER_SECOND, SEARCHES_BURST = 5.0, 20
-REPORTS_PER_SECOND, REPORTS_BURST = 0.1, 5
 
 
 @require_GET
 @login_required
 async def home(request: HttpRequest) -> HttpResponse:
     user = account_of(await request.auser())
-    choices = await _model_choices(request)
+    choices = await model_choices(request)
     return await sync_to_async(_home_page)(
         request, user, choices, archived=request.GET.get("archived") == "1"
     )
@@ -89,7 +94,7 @@ def _home_page(
 @login_required
 async def conversation_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     user = account_of(await request.auser())
-    choices = await _model_choices(request)
+    choices = await model_choices(request)
     return await sync_to_async(_conversation_page)(request, user, public_id, choices)
 
 
@@ -105,7 +110,7 @@ def _conversation_page(
     conversation = selectors.conversation_get(user=user, public_id=public_id)
     if conversation is None:
         raise Http404("No such conversation.")
-    messages = selectors.message_list(conversation=conversation)
+    messages = message_selectors.message_list(conversation=conversation)
     streaming = any(item.message.is_streaming for item in messages)
     last = messages[-1].message if messages else None
     conversations, next_cursor = selectors.conversation_page(user=user)
@@ -118,8 +123,8 @@ def _conversation_page(
             "streaming": streaming,
             "conversations": conversations,
             "next_cursor": next_cursor,
-            "model_choices": _with_current(choices, conversation.model),
-            "usage": selectors.usage_for_conversation(conversation=conversation),
+            "model_choices": with_current(choices, conversation.model),
+            "usage": usage_selectors.usage_for_conversation(conversation=conversation),
             "pending_attachments": attachment_selectors.attachments_pending(user=user),
             "quota_text": _quota_text(user),
             "service_problem": _service_problem(request),
@@ -131,7 +136,7 @@ def _conversation_page(
     )
 
 
-async def _whole_page(
+async def whole_page(
     request: HttpRequest, conversation: Conversation, *, status: int = 200, **extra: Any
 ) -> HttpResponse:
     """A form that was submitted without htmx (no script yet, or a swap not yet
@@ -141,7 +146,7 @@ async def _whole_page(
         url = reverse("conversation_detail", args=[conversation.public_id])
         return HttpResponseRedirect(url, status=303)
     user = account_of(await request.auser())
-    choices = await _model_choices(request)
+    choices = await model_choices(request)
     return await sync_to_async(_conversation_page)(
         request, user, str(conversation.public_id), choices, status=status, **extra
     )
@@ -152,7 +157,7 @@ def _quota_text(user: Account) -> str:
     return allowance.text if allowance is not None and allowance.low else ""
 
 
-async def _model_choices(request: HttpRequest) -> list[str]:
+async def model_choices(request: HttpRequest) -> list[str]:
     config = upstream.configured(server=_server_address(request))
     return await catalog.model_choices(config=config)
 
@@ -163,7 +168,7 @@ def _service_problem(request: HttpRequest) -> str:
     return catalog.service_problem(config=upstream.configured(server=_server_address(request)))
 
 
-def _with_current(choices: list[str], current: str) -> list[str]:
+def with_current(choices: list[str], current: str) -> list[str]:
     # A model no longer offered still shows as the conversation's current one.
     return choices if current in choices or not current else [current, *choices]
 
@@ -180,7 +185,7 @@ async def conversation_create(request: HtmxHttpRequest) -> HttpResponse:
             services.message_text_clean(text=text)
         except ValidationError as exc:
             return await _home_with_error(request, user, text, " ".join(exc.messages), 400)
-    choices = await _model_choices(request)
+    choices = await model_choices(request)
     preferences = await sync_to_async(selectors.user_settings_for)(user=user)
     model = request.POST.get("model") or preferences.default_model
     # A model that is not (or no longer) offered falls back to the site's default.
@@ -221,7 +226,7 @@ async def _home_with_error(
 ) -> HttpResponse:
     if request.htmx:
         status = 422  # htmx swaps a 422 in (base.html's responseHandling): the error shows
-    choices = await _model_choices(request)
+    choices = await model_choices(request)
     return await sync_to_async(_home_page)(
         request,
         user,
@@ -240,97 +245,6 @@ def _server_address(request: HttpRequest) -> tuple[str, int] | None:
     if server and len(server) == 2 and server[1] is not None:
         return (str(server[0]), int(server[1]))
     return None
-
-
-async def _owned(request: HttpRequest, public_id: Any) -> Conversation:
-    user = account_of(await request.auser())
-    conversation = await sync_to_async(selectors.conversation_get)(user=user, public_id=public_id)
-    if conversation is None:
-        raise Http404("No such conversation.")
-    return conversation
-
-
-async def _title_area(
-    request: HttpRequest, conversation: Conversation, *, status: int = 200, **extra: Any
-) -> HttpResponse:
-    user = account_of(await request.auser())
-    conversations, next_cursor = await sync_to_async(selectors.conversation_page)(user=user)
-    context = {"conversation": conversation, **extra}
-    area = await sync_to_async(render_to_string)(f"{PAGE}#title_area", context, request=request)
-    # The sidebar marks the conversation the page shows, which is not this one when the
-    # change came from another conversation's sidebar.
-    shown = await sync_to_async(_shown_conversation)(request, user)
-    sidebar_context = {
-        "conversation": shown,
-        "conversations": conversations,
-        "next_cursor": next_cursor,
-        "oob": True,
-    }
-    sidebar = await sync_to_async(render_to_string)(
-        f"{SIDEBAR}#sidebar_list", sidebar_context, request=request
-    )
-    return HttpResponse(area + sidebar, status=status)
-
-
-_CONVERSATION_PATH = re.compile(r"^/conversations/([0-9a-f-]{36})/")
-
-
-def _shown_conversation(request: HttpRequest, user: Account) -> Conversation | None:
-    """The conversation of the page an htmx request came from (HX-Current-URL), if any."""
-    details = getattr(request, "htmx", None)
-    path = (details.current_url_abs_path or "") if details else request.path
-    match = _CONVERSATION_PATH.match(path)
-    return selectors.conversation_get(user=user, public_id=match.group(1)) if match else None
-
-
-@require_POST
-@login_required
-@throttled("edit", rate=EDITS_PER_SECOND, burst=EDITS_BURST)
-async def conversation_rename(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
-    conversation = await _owned(request, public_id)
-    title = request.POST.get("title", "")
-    try:
-        await sync_to_async(services.conversation_rename)(conversation=conversation, title=title)
-    except ValidationError as exc:
-        error = {"rename_error": " ".join(exc.messages), "rename_value": title[:300]}
-        if not request.htmx:
-            return await _whole_page(request, conversation, status=422, **error)
-        # 422: htmx swaps it in (see responseHandling in base.html) so the error shows.
-        return await _title_area(request, conversation, status=422, **error)
-    await broadcast.conversation_announce_title(conversation=conversation)
-    if not request.htmx:
-        return await _whole_page(request, conversation)
-    return await _title_area(request, conversation)
-
-
-@require_POST
-@login_required
-@throttled("edit", rate=EDITS_PER_SECOND, burst=EDITS_BURST)
-async def conversation_flags(request: HttpRequest, public_id: str) -> HttpResponse:
-    conversation = await _owned(request, public_id)
-    flags = {
-        name: request.POST[name] == "1" for name in ("pinned", "archived") if name in request.POST
-    }
-    await sync_to_async(services.conversation_set_flags)(conversation=conversation, **flags)
-    return await _title_area(request, conversation)
-
-
-@require_POST
-@login_required
-async def conversation_delete(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
-    conversation = await _owned(request, public_id)
-    await broadcast.conversation_remove(conversation=conversation)
-    page = reverse("conversation_detail", args=[conversation.public_id])
-    came_from = request.htmx.current_url_abs_path if request.htmx else None
-    if came_from and not came_from.startswith(page):
-        # From the sidebar of another page: that page stays; every tab's sidebar loses
-        # the entry through the user's frames.
-        return HttpResponse(status=204)
-    if request.htmx:
-        # Not a 302: the browser's XHR would follow it and htmx would swap the home page
-        # into the button. htmx navigates on HX-Redirect instead.
-        return HttpResponseClientRedirect(reverse("home"))
-    return HttpResponseRedirect(reverse("home"))
 
 
 @require_GET
@@ -368,36 +282,6 @@ def conversation_search(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "conversations/search.html", context)
 
 
-@require_POST
-@login_required
-@throttled("edit", rate=EDITS_PER_SECOND, burst=EDITS_BURST)
-async def conversation_configure(request: HtmxHttpRequest, public_id: str) -> HttpResponse:
-    """The model for the next answers, and the conversation's instructions."""
-    conversation = await _owned(request, public_id)
-    choices = await _model_choices(request)
-    # The model picker and the instructions dialog post separately; each gets itself back.
-    part = "instructions" if "system_prompt" in request.POST else "configure"
-    context: dict[str, Any] = {"conversation": conversation}
-    status = 200
-    try:
-        await sync_to_async(services.conversation_configure)(
-            conversation=conversation,
-            choices=choices,
-            model=request.POST.get("model"),
-            system_prompt=request.POST.get("system_prompt"),
-        )
-        context[f"{part}_saved"] = True
-    except ValidationError as exc:
-        context[f"{part}_error"] = " ".join(exc.messages)
-        status = 422
-    if not request.htmx:
-        error = {"configure_error": context[f"{part}_error"]} if status == 422 else {}
-        return await _whole_page(request, conversation, status=status, **error)
-    context["model_choices"] = _with_current(choices, conversation.model)
-    html = await sync_to_async(render_to_string)(f"{PAGE}#{part}", context, request=request)
-    return HttpResponse(html, status=status)
-
-
 @require_GET
 @login_required
 def conversation_export(request: HttpRequest, public_id: str, kind: str) -> HttpResponse:
@@ -406,7 +290,7 @@ def conversation_export(request: HttpRequest, public_id: str, kind: str) -> Http
     if conversation is None or kind not in ("json", "md"):
         raise Http404("No such conversation.")
     stem = exports.file_stem(conversation)
-    everything = selectors.message_all(conversation=conversation)
+    everything = message_selectors.message_all(conversation=conversation)
     files = attachment_selectors.attachments_for_export(message_ids=[m.pk for m in everything])
     if kind == "json":
         document = exports.conversation_document(conversation, everything, files)
@@ -415,7 +299,7 @@ def conversation_export(request: HttpRequest, public_id: str, kind: str) -> Http
         )
         response["Content-Disposition"] = f'attachment; filename="{stem}.json"'
         return response
-    path = [item.message for item in selectors.message_list(conversation=conversation)]
+    path = [item.message for item in message_selectors.message_list(conversation=conversation)]
     names = {pk: [row.name for row, _ in rows] for pk, rows in files.items()}
     response = HttpResponse(
         exports.to_markdown(conversation, path, len(everything), names),
@@ -423,59 +307,3 @@ def conversation_export(request: HttpRequest, public_id: str, kind: str) -> Http
     )
     response["Content-Disposition"] = f'attachment; filename="{stem}.md"'
     return response
-
-
-@require_POST
-@login_required
-@throttled("report", rate=REPORTS_PER_SECOND, burst=REPORTS_BURST)
-def conversation_report(request: HttpRequest, public_id: str) -> HttpResponse:
-    """A user reports an answer (or the whole conversation) to the moderators."""
-    conversation = selectors.conversation_get(user=request.user, public_id=public_id)
-    if conversation is None:
-        raise Http404("No such conversation.")
-    try:
-        moderation_services.flag_report(
-            reporter=account_of(request.user),
-            conversation=conversation,
-            message_id=request.POST.get("message_id"),
-            category=request.POST.get("category"),
-            comment=request.POST.get("comment", ""),
-        )
-    except ValidationError as exc:
-        text = escape(" ".join(exc.messages))
-        return HttpResponse(f'<p class="feedback error" role="alert">{text}</p>', status=422)
-    return HttpResponse(
-        '<p class="feedback" role="status">Thank you. The moderators will look at it.</p>'
-    )
-
-
-@require_POST
-@login_required
-@throttled("edit", rate=EDITS_PER_SECOND, burst=EDITS_BURST)
-def answer_feedback(request: HttpRequest, public_id: str) -> HttpResponse:
-    """The owner rates an answer (helpful or not, with an optional comment); the rating's
-    own partial comes back."""
-    conversation = selectors.conversation_get(user=request.user, public_id=public_id)
-    if conversation is None:
-        raise Http404("No such conversation.")
-    message_id = request.POST.get("message_id")
-    context: dict[str, Any] = {}
-    status = 200
-    try:
-        services.answer_feedback_set(
-            conversation=conversation,
-            message_id=message_id,
-            value=request.POST.get("value", ""),
-            comment=request.POST.get("comment", ""),
-        )
-        context["rating_saved"] = True
-        # A fresh verdict asks for a comment at once; a saved comment closes the form.
-        context["ask_comment"] = "comment" not in request.POST and bool(request.POST.get("value"))
-    except ValidationError as exc:
-        context["rating_error"] = " ".join(exc.messages)
-        status = 422
-    message = selectors.message_get(conversation=conversation, message_id=message_id)
-    if message is None:
-        return HttpResponse(escape(context.get("rating_error", "")), status=422)
-    context["item"] = selectors.message_view(message=message)
-    return render(request, f"{PAGE}#rating", context, status=status)

@@ -17,7 +17,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from accounts import selectors as account_selectors
-from conversations import selectors as conversation_selectors
+from conversations import usage_selectors
 
 from . import selectors
 
@@ -170,7 +170,7 @@ def _series(rows: Any, start: date) -> list[tuple[date, int]]:
 def feedback_per_model(*, since: datetime) -> list[dict[str, Any]]:
     """Answers' feedback per model since a moment, [{"model", "up", "down"}], most rated
     first, for the section "Answer feedback per model"."""
-    return conversation_selectors.feedback_per_model(since=since)
+    return usage_selectors.feedback_per_model(since=since)
 
 
 @staff_member_required
@@ -198,7 +198,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "per_model": usage.per_model,
         "top_users": usage.top_users,
         "open_flags": selectors.flags_open_count(),
-        "streaming_now": conversation_selectors.answers_streaming_count(),
+        "streaming_now": usage_selectors.answers_streaming_count(),
         "feedback_per_model": feedback_per_model(since=since),
     }
     return render(request, "admin/overview.html", context)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from conversations import upstream
+from conversations import upstream, upstream_errors
 
 from .models import Action, Flag, Policy, Rule
 
@@ -120,7 +120,7 @@ async def screen(text: str, *, config: upstream.UpstreamConfig | None) -> Verdic
                 result = await upstream.moderate(
                     config, text=text, model=settings.CHATSITE_MODERATION_MODEL
                 )
-        except (upstream.UpstreamError, TimeoutError) as exc:
+        except (upstream_errors.UpstreamError, TimeoutError) as exc:
             log.warning("screening by the moderation endpoint failed: %r", exc)
             if settings.CHATSITE_SCREENING_ON_ERROR == "block":
                 findings.append(Finding(Flag.Source.ERROR, ERROR_CATEGORY, excerpt=text[:300]))

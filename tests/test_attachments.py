@@ -492,15 +492,15 @@ def test_files_go_out_with_the_export_and_come_back_with_the_import(
         assert handle.read() == b"Tide tables, by hand"
     assert len(stored_files(stored)) == 6  # alice's three and bob's three
     # What the model is sent for the imported message is what it was sent for the original.
-    from conversations import selectors
+    from conversations import message_selectors
 
     question = copy.messages.get(role="user")
     answer = copy.messages.get(role="assistant")
     assert question.content == "Look at these"
     from conversations.attachment_selectors import images_inline
 
-    history = images_inline(selectors.message_history_for_upstream(answer_id=answer.pk))
-    original_history = selectors.message_history_for_upstream(answer_id=turn.answer.pk)
+    history = images_inline(message_selectors.message_history_for_upstream(answer_id=answer.pk))
+    original_history = message_selectors.message_history_for_upstream(answer_id=turn.answer.pk)
     assert history == images_inline(original_history)
     assert history[-1]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
 

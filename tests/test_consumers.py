@@ -12,9 +12,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from conversations import fragments, selectors, services
+from conversations import fragments, message_selectors, services
+from conversations.message_selectors import MessageView
 from conversations.models import Conversation, Message
-from conversations.selectors import MessageView
 from tests.conftest import API_KEY, make_user, open_socket
 from tests.fake_openai import FakeUpstream, Stream
 from tests.frames import is_growth, norm, text_of, view_of
@@ -236,13 +236,13 @@ async def test_stop_is_immediate_even_while_the_database_thread_is_slow(
     await socket.send_json({"action": "send", "message": "long story please"})
     await socket.receive_until(lambda f: "p1 " in f)
     log = await fake.await_request()
-    streaming_lookup = selectors.message_get_streaming
+    streaming_lookup = message_selectors.message_get_streaming
 
     def slow_lookup(**kwargs: Any) -> Message | None:
         time.sleep(2)  # as when a busy site's database thread has a queue
         return streaming_lookup(**kwargs)
 
-    monkeypatch.setattr(selectors, "message_get_streaming", slow_lookup)
+    monkeypatch.setattr(message_selectors, "message_get_streaming", slow_lookup)
     stopped_at = time.monotonic()
     await socket.send_json({"action": "stop"})
     final = await socket.receive_until(final_frame)

@@ -9,7 +9,7 @@ import re
 import pytest
 from django.test import Client
 
-from conversations import fragments, selectors, services, turn_services
+from conversations import fragments, message_selectors, services, turn_services
 from conversations.growing import GrowingBlock
 from conversations.models import Conversation, Message
 from conversations.rendering import render
@@ -85,8 +85,8 @@ def test_a_snapshot_renders_the_same_ids_as_the_page(
 ) -> None:
     client, conversation, answer = streaming
     page = ids(client.get(f"/conversations/{conversation.public_id}/").content.decode())
-    view = selectors.message_view(message=answer)
+    view = message_selectors.message_view(message=answer)
     snapshot = fragments.message_html(
-        selectors.MessageView(view.message, view.versions, ("done\n\n", "tail")), note="n"
+        message_selectors.MessageView(view.message, view.versions, ("done\n\n", "tail")), note="n"
     )
     assert ids(snapshot) <= page

@@ -24,7 +24,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bench import import_files
-from conversations import selectors, services
+from conversations import message_selectors, selectors, services, usage_selectors
 from conversations.models import Conversation, ImportJob, Message
 from conversations.portability import exports, parsing, reading, writing
 from tests.conftest import make_user
@@ -52,7 +52,7 @@ def _what_the_owner_sees(user: Any) -> dict[str, Any]:
         "sidebar": [c.pk for c in page],
         "search": [r.title for r in selectors.conversation_search(user=user, query="tides")],
         "export": selectors.conversation_ids(user=user),
-        "usage": selectors.usage_this_month(user=user),
+        "usage": usage_selectors.usage_this_month(user=user),
     }
 
 
@@ -160,7 +160,7 @@ def test_a_conversation_is_written_a_thousand_rows_at_a_time_in_a_few_queries(
     assert conversation.messages.count() == 2_500
     # The remembered version (the file's current_message, the last one) survived.
     assert conversation.leaf_id == conversation.messages.order_by("-id").first().pk  # type: ignore[union-attr]
-    path = selectors.message_list(conversation=conversation)
+    path = message_selectors.message_list(conversation=conversation)
     # Every fifth answer is a regenerate: the answer and question it replaced are off the path.
     assert len(path) == 2_500 - 2 * (2_500 // 10)
 

@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "chatsite.serve",
             "chatsite.lifecycle",
             "conversations.views",
+            "conversations.action_views",
             "conversations.share_views",
             "conversations.attachment_views",
             "conversations.consumers",
@@ -68,6 +69,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "reads",
         (
             "conversations.selectors",
+            "conversations.message_selectors",
+            "conversations.usage_selectors",
             "conversations.share_selectors",
             "conversations.attachment_selectors",
             "conversations.search",

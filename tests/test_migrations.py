@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from conversations import selectors
+from conversations import message_selectors, selectors
 from conversations.models import Conversation
 from tests.conftest import make_user
 
@@ -49,7 +49,7 @@ def test_old_conversations_get_paths_and_a_search_index() -> None:
         _migrate(latest)
 
     migrated = Conversation.objects.get(title="Greenhouse")
-    path = selectors.message_list(conversation=migrated)
+    path = message_selectors.message_list(conversation=migrated)
     assert [m.message.content for m in path] == [
         "how warm for tomatoes",
         "about twenty degrees",

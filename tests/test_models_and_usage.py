@@ -10,7 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
-from conversations import catalog, selectors
+from conversations import catalog, usage_selectors
 from conversations.models import Conversation, Message
 from conversations.streaming import generation
 from tests.conftest import make_user, open_socket
@@ -158,7 +158,7 @@ async def test_usage_per_answer_per_conversation_and_per_month(fake: FakeUpstrea
     )
     # Someone else's usage is not counted.
     other = await sync_to_async(make_user)("bob")
-    assert await sync_to_async(selectors.usage_this_month)(user=other) == []
+    assert await sync_to_async(usage_selectors.usage_this_month)(user=other) == []
 
 
 async def test_another_users_conversation_cannot_be_configured(fake: FakeUpstream) -> None:

@@ -14,9 +14,9 @@ from django.test import AsyncClient, Client, override_settings
 
 from accounts import quotas
 from chatsite.middleware import POLICY
-from conversations import selectors, services, turn_services
+from conversations import services, turn_services, usage_selectors
 from conversations.models import Conversation
-from conversations.selectors import UsageRow
+from conversations.usage_selectors import UsageRow
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +50,7 @@ def test_usage_the_upstream_did_not_report_is_an_estimate_never_a_zero(
     _answer(alice, "llama", "x" * 400)
     quotas.record_answer(user_id=alice.pk, model="llama", reported=None, characters=600)
     with django_assert_num_queries(2):  # grouped: the same for any number of answers
-        rows = {row.model: row for row in selectors.usage_this_month(user=alice)}
+        rows = {row.model: row for row in usage_selectors.usage_this_month(user=alice)}
     assert rows["gpt"] == UsageRow("gpt", 1, 11, 7)
     assert rows["llama"] == UsageRow(
         "llama", 1, 50, 100, prompt_estimated=True, completion_estimated=True
@@ -72,7 +72,7 @@ def test_a_model_with_some_answers_reported_sums_them_with_the_estimate_and_says
     )
     _answer(alice, "mixed", "y" * 40)
     quotas.record_answer(user_id=alice.pk, model="mixed", reported=None, characters=240)
-    [row] = selectors.usage_this_month(user=alice)
+    [row] = usage_selectors.usage_this_month(user=alice)
     assert row == UsageRow(
         "mixed", 2, 1000 + 50, 2000 + 10, prompt_estimated=True, completion_estimated=True
     )
@@ -84,7 +84,7 @@ def test_a_model_with_some_answers_reported_sums_them_with_the_estimate_and_says
 def test_a_prompt_nothing_counted_is_shown_as_not_reported_rather_than_zero() -> None:
     alice = make_user("alice")
     _answer(alice, "imported", "z" * 8)  # an imported answer: no usage, no ledger entry
-    [row] = selectors.usage_this_month(user=alice)
+    [row] = usage_selectors.usage_this_month(user=alice)
     assert (row.prompt, row.completion, row.completion_estimated) == (None, 2, True)
     page = _signed_in(alice).get("/settings/").content.decode()
     assert '<td><span title="not reported">—</span></td>' in page

@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from conversations import selectors, services, turn_services
+from conversations import message_selectors, services, turn_services
 from conversations.models import Conversation, Message
 from conversations.portability import exports
 from tests.conftest import make_user
@@ -55,7 +55,7 @@ def _rich_conversation(owner: Any) -> Conversation:
 def _document(conversation: Conversation) -> dict[str, Any]:
     conversation = Conversation.objects.get(pk=conversation.pk)
     return exports.conversation_document(
-        conversation, selectors.message_all(conversation=conversation)
+        conversation, message_selectors.message_all(conversation=conversation)
     )
 
 
@@ -92,8 +92,8 @@ def test_json_export_round_trips_to_the_same_conversation() -> None:
     assert copy.public_id != original.public_id  # new ids: a file never touches old rows
     assert _document(copy) == _document(original)
     # The path shown is the same too (the remembered version survives the trip).
-    assert [m.message.content for m in selectors.message_list(conversation=copy)] == [
-        m.message.content for m in selectors.message_list(conversation=original)
+    assert [m.message.content for m in message_selectors.message_list(conversation=copy)] == [
+        m.message.content for m in message_selectors.message_list(conversation=original)
     ]
 
 
@@ -231,7 +231,7 @@ def test_a_chatgpt_export_imports_with_its_branches() -> None:
     assert response.status_code == 200
     [conversation] = Conversation.objects.filter(owner=alice)
     assert (conversation.title, conversation.model) == ("Packing list", "gpt-4o")
-    path = selectors.message_list(conversation=conversation)
+    path = message_selectors.message_list(conversation=conversation)
     assert [(m.message.role, m.message.content) for m in path] == [
         ("user", "What to pack?"),
         ("assistant", "A <script>x</script> hat."),  # kept as text; rendered sanitised

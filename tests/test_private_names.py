@@ -82,7 +82,7 @@ def test_the_channels_dispatch_we_replace_still_has_the_same_shape() -> None:
 
 
 async def test_the_sdk_aiohttp_response_body_upstream_reads_still_exists() -> None:
-    # conversations/upstream.py reads the body straight from the aiohttp response under
+    # conversations/upstream_sse.py reads the body straight from the aiohttp response under
     # the SDK's httpx2 response (`_aiohttp_response`); if it moved, reads fall back to
     # httpx2's iterator, slower but correct, and this test says so.
     import aiohttp

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from django.contrib.auth.models import AnonymousUser
 
-from conversations import selectors, services, turn_services
+from conversations import message_selectors, selectors, services, turn_services
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +52,6 @@ def test_history_for_upstream_is_earlier_turns_with_text() -> None:
     first = turn_services.turn_start(conversation=conversation, text="one", generation_channel="c")
     services.message_finalize(message_id=first.answer.pk, content="", status="error", error="x")
     second = turn_services.turn_start(conversation=conversation, text="two", generation_channel="c")
-    history = selectors.message_history_for_upstream(answer_id=second.answer.pk)
+    history = message_selectors.message_history_for_upstream(answer_id=second.answer.pk)
     # The failed empty answer is left out; the streaming answer itself is not sent.
     assert history == [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from openai import AsyncOpenAI
 
-from conversations import upstream
+from conversations import upstream, upstream_errors, upstream_sse
 from tests.fake_openai import Error, FakeUpstream, Stream
 
 MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "hi"}]
@@ -20,7 +20,7 @@ def _config(fake: FakeUpstream) -> upstream.UpstreamConfig:
     return upstream.UpstreamConfig(base_url=fake.base_url, api_key="test-key")
 
 
-async def _read(fake: FakeUpstream) -> list[upstream.StreamEvent]:
+async def _read(fake: FakeUpstream) -> list[upstream_sse.StreamEvent]:
     stream = await upstream.open_stream(_config(fake), model="m", messages=MESSAGES)
     try:
         return [event async for events in stream.batches() for event in events]
@@ -28,7 +28,7 @@ async def _read(fake: FakeUpstream) -> list[upstream.StreamEvent]:
         await stream.close()
 
 
-async def _read_typed(fake: FakeUpstream) -> list[upstream.StreamEvent]:
+async def _read_typed(fake: FakeUpstream) -> list[upstream_sse.StreamEvent]:
     client = AsyncOpenAI(base_url=fake.base_url, api_key="test-key", max_retries=0)
     events = []
     stream = await client.chat.completions.create(
@@ -40,12 +40,12 @@ async def _read_typed(fake: FakeUpstream) -> list[upstream.StreamEvent]:
     async for chunk in stream:
         if chunk.usage is not None:
             u = chunk.usage
-            usage = upstream.Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens)
-            events.append(upstream.StreamEvent(usage=usage))
+            usage = upstream_sse.Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens)
+            events.append(upstream_sse.StreamEvent(usage=usage))
         for choice in chunk.choices:
             text = choice.delta.content if choice.delta is not None else None
             if text or choice.finish_reason:
-                events.append(upstream.StreamEvent(text or "", choice.finish_reason))
+                events.append(upstream_sse.StreamEvent(text or "", choice.finish_reason))
     await client.close()
     return events
 
@@ -72,17 +72,17 @@ async def test_raw_reader_reads_what_the_sdk_typed_loop_reads(
 async def test_an_error_event_mid_stream_is_a_stream_error(fake_server: FakeUpstream) -> None:
     fake_server.reset()
     fake_server.enqueue(Stream(["one", "two", "three"], error_event_after=1))
-    with pytest.raises(upstream.UpstreamError) as caught:
+    with pytest.raises(upstream_errors.UpstreamError) as caught:
         await _read(fake_server)
-    assert caught.value.kind is upstream.ErrorKind.STREAM_ERROR
+    assert caught.value.kind is upstream_errors.ErrorKind.STREAM_ERROR
 
 
 async def test_a_malformed_chunk_is_a_protocol_error(fake_server: FakeUpstream) -> None:
     fake_server.reset()
     fake_server.enqueue(Stream(["one", "two", "three"], malformed_after=1))
-    with pytest.raises(upstream.UpstreamError) as caught:
+    with pytest.raises(upstream_errors.UpstreamError) as caught:
         await _read(fake_server)
-    assert caught.value.kind is upstream.ErrorKind.PROTOCOL
+    assert caught.value.kind is upstream_errors.ErrorKind.PROTOCOL
 
 
 async def test_a_dropped_connection_mid_stream_is_a_connection_error(
@@ -90,18 +90,18 @@ async def test_a_dropped_connection_mid_stream_is_a_connection_error(
 ) -> None:
     fake_server.reset()
     fake_server.enqueue(Stream(["one", "two", "three"], drop_after=1))
-    with pytest.raises(upstream.UpstreamError) as caught:
+    with pytest.raises(upstream_errors.UpstreamError) as caught:
         await _read(fake_server)
-    assert caught.value.kind is upstream.ErrorKind.CONNECTION
+    assert caught.value.kind is upstream_errors.ErrorKind.CONNECTION
     assert caught.value.retryable
 
 
 async def test_status_errors_are_raised_when_the_stream_opens(fake_server: FakeUpstream) -> None:
     fake_server.reset()
     fake_server.enqueue(Error(429, headers={"retry-after": "7"}))
-    with pytest.raises(upstream.UpstreamError) as caught:
+    with pytest.raises(upstream_errors.UpstreamError) as caught:
         await upstream.open_stream(_config(fake_server), model="m", messages=MESSAGES)
-    assert caught.value.kind is upstream.ErrorKind.RATE_LIMITED
+    assert caught.value.kind is upstream_errors.ErrorKind.RATE_LIMITED
     assert caught.value.retry_after == 7.0
 
 
@@ -129,13 +129,15 @@ async def test_events_split_anywhere_and_crlf_lines_parse_the_same() -> None:
         b"data: [DONE]\n\n"
     )
     for size in (1, 2, 3, 7, len(body)):
-        parser = upstream.SSEParser()
+        parser = upstream_sse.SSEParser()
         datas = [d for i in range(0, len(body), size) for d in parser.feed(body[i : i + size])]
         assert len(datas) == 3, size
-        events = [e for d in datas[:2] for e in upstream._events(upstream.jiter.from_json(d))]
+        events = [
+            e for d in datas[:2] for e in upstream_sse._events(upstream_sse.jiter.from_json(d))
+        ]
         assert events == [
-            upstream.StreamEvent(text="a\r\nb"),
-            upstream.StreamEvent(finish_reason="stop"),
+            upstream_sse.StreamEvent(text="a\r\nb"),
+            upstream_sse.StreamEvent(finish_reason="stop"),
         ]
         assert datas[2] == b"[DONE]"
 
@@ -147,8 +149,8 @@ async def test_a_service_that_cannot_be_reached_is_not_a_lost_connection() -> No
     config = upstream.UpstreamConfig(
         base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="k", connect_timeout=2
     )
-    with pytest.raises(upstream.UpstreamError) as caught:
+    with pytest.raises(upstream_errors.UpstreamError) as caught:
         await upstream.open_stream(config, model="m", messages=MESSAGES)
-    assert caught.value.kind is upstream.ErrorKind.UNREACHABLE
+    assert caught.value.kind is upstream_errors.ErrorKind.UNREACHABLE
     assert caught.value.user_message == "Could not reach the model service."
     assert caught.value.retryable

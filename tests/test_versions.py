@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from conversations import selectors, services, turn_services
+from conversations import message_selectors, services, turn_services
 from conversations.models import Conversation, Message
 from tests.conftest import make_user
 
@@ -25,7 +25,7 @@ def _answer(turn_or_answer: turn_services.Turn | Message, text: str) -> Message:
 def _seen(conversation: Conversation) -> list[tuple[str, str, str]]:
     return [
         (m.message.role, m.message.content, f"{m.versions.number}/{m.versions.count}")
-        for m in selectors.message_list(conversation=conversation)
+        for m in message_selectors.message_list(conversation=conversation)
     ]
 
 
@@ -44,7 +44,7 @@ def chat() -> Conversation:
 
 
 def test_regenerate_keeps_the_earlier_answer_as_a_version(chat: Conversation) -> None:
-    a2 = selectors.message_list(conversation=chat)[-1].message
+    a2 = message_selectors.message_list(conversation=chat)[-1].message
     again = turn_services.answer_retry(conversation=chat, message_id=a2.pk, generation_channel="c")
     _answer(again, "a2 bis")
     assert _seen(_fresh(chat)) == [
@@ -61,7 +61,7 @@ def test_regenerate_keeps_the_earlier_answer_as_a_version(chat: Conversation) ->
 def test_regenerating_an_earlier_answer_branches_and_keeps_the_later_turns(
     chat: Conversation,
 ) -> None:
-    a1 = selectors.message_list(conversation=chat)[1].message
+    a1 = message_selectors.message_list(conversation=chat)[1].message
     again = turn_services.answer_retry(conversation=chat, message_id=a1.pk, generation_channel="c")
     _answer(again, "a1 bis")
     assert _seen(_fresh(chat)) == [("user", "q1", "1/1"), ("assistant", "a1 bis", "2/2")]
@@ -71,11 +71,11 @@ def test_regenerating_an_earlier_answer_branches_and_keeps_the_later_turns(
 
 
 def test_what_goes_upstream_is_the_path_the_reader_sees(chat: Conversation) -> None:
-    q2 = selectors.message_list(conversation=chat)[2].message
+    q2 = message_selectors.message_list(conversation=chat)[2].message
     edited = turn_services.turn_start(
         conversation=chat, text="q2 edited", generation_channel="c", edit_of=q2.pk
     )
-    assert selectors.message_history_for_upstream(answer_id=edited.answer.pk) == [
+    assert message_selectors.message_history_for_upstream(answer_id=edited.answer.pk) == [
         {"role": "user", "content": "q1"},
         {"role": "assistant", "content": "a1"},
         {"role": "user", "content": "q2 edited"},
@@ -89,33 +89,34 @@ def test_what_goes_upstream_is_the_path_the_reader_sees(chat: Conversation) -> N
     services.conversation_show_version(conversation=_fresh(chat), message_id=q2.pk)
     third = turn_services.turn_start(conversation=_fresh(chat), text="q3", generation_channel="c")
     assert [
-        m["content"] for m in selectors.message_history_for_upstream(answer_id=third.answer.pk)
+        m["content"]
+        for m in message_selectors.message_history_for_upstream(answer_id=third.answer.pk)
     ] == ["q1", "a1", "q2", "a2", "q3"]
 
 
 def test_the_system_prompt_goes_first(chat: Conversation) -> None:
     Conversation.objects.filter(pk=chat.pk).update(system_prompt="Answer in French.")
     turn = turn_services.turn_start(conversation=_fresh(chat), text="q3", generation_channel="c")
-    history = selectors.message_history_for_upstream(answer_id=turn.answer.pk)
+    history = message_selectors.message_history_for_upstream(answer_id=turn.answer.pk)
     assert history[0] == {"role": "system", "content": "Answer in French."}
 
 
 def test_stopped_and_failed_answers_are_versions_too(chat: Conversation) -> None:
-    a2 = selectors.message_list(conversation=chat)[-1].message
+    a2 = message_selectors.message_list(conversation=chat)[-1].message
     again = turn_services.answer_retry(conversation=chat, message_id=a2.pk, generation_channel="c")
     services.message_finalize(message_id=again.pk, content="half", status="stopped")
     third = turn_services.answer_retry(
         conversation=chat, message_id=again.pk, generation_channel="c"
     )
     services.message_finalize(message_id=third.pk, content="", status="error", error="down")
-    last = selectors.message_list(conversation=_fresh(chat))[-1]
+    last = message_selectors.message_list(conversation=_fresh(chat))[-1]
     assert (last.message.status, last.versions.number, last.versions.count) == ("error", 3, 3)
 
 
 def test_regenerate_edit_and_switch_are_refused_while_an_answer_streams(
     chat: Conversation,
 ) -> None:
-    path = [item.message for item in selectors.message_list(conversation=chat)]
+    path = [item.message for item in message_selectors.message_list(conversation=chat)]
     turn_services.answer_retry(conversation=chat, message_id=path[-1].pk, generation_channel="c")
     count = Message.objects.count()
     with pytest.raises(services.ConversationBusy):

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
-from conversations import selectors
+from conversations import message_selectors
 from conversations.models import Message
 from tests.conftest import make_user, open_socket
 from tests.fake_openai import FakeUpstream, Stream
@@ -20,7 +20,7 @@ pytestmark = [
 
 
 async def _path(conversation: Any) -> list[str]:
-    messages = await sync_to_async(selectors.message_list)(conversation=conversation)
+    messages = await sync_to_async(message_selectors.message_list)(conversation=conversation)
     return [m.message.content for m in messages]
 
 

@@ -21,7 +21,7 @@ from django.utils.text import slugify
 
 from chatsite.types import Account
 
-from .. import attachment_selectors, selectors
+from .. import attachment_selectors, message_selectors, selectors
 from ..models import Attachment, Conversation, Message
 
 FORMAT = "chatsite"
@@ -217,7 +217,7 @@ def zip_add_batch(*, user: Account, ids: list[int], archive: ZipStream) -> bytes
         files = attachment_selectors.attachments_for_export(message_ids=[m.pk for m in messages])
         document = conversation_document(conversation, messages, files)
         out += archive.add(f"{stem}.json", to_json([document]))
-        path = [item.message for item in selectors.message_list(conversation=conversation)]
+        path = [item.message for item in message_selectors.message_list(conversation=conversation)]
         names = {pk: [row.name for row, _ in rows] for pk, rows in files.items()}
         markdown = to_markdown(conversation, path, len(messages), names)
         out += archive.add(f"{stem}.md", markdown.encode())

@@ -36,11 +36,20 @@ from django.utils import timezone
 from accounts import quotas
 from moderation import services as moderation_services
 
-from .. import attachments, fragments, gate, selectors, services, upstream
+from .. import (
+    attachments,
+    fragments,
+    gate,
+    services,
+    upstream,
+    upstream_errors,
+    upstream_sse,
+    usage_selectors,
+)
 from ..growing import GrowingBlock
+from ..message_selectors import MessageView, Versions
 from ..models import Conversation, Message
 from ..rendering import render
-from ..selectors import MessageView, Versions
 from ..splitting import BlockSplitter
 from . import frames
 from .moderating import AnswerModeration, QuestionBlocked
@@ -99,7 +108,7 @@ class Generation:
     request_id: str = ""
     note: str = ""
     first_token_at: datetime | None = None
-    usage: upstream.Usage | None = None
+    usage: upstream_sse.Usage | None = None
     finish_reason: str = ""
     seq: int = 0
     _sealed: list[str] = field(default_factory=list)  # finished blocks, as sent
@@ -117,7 +126,7 @@ class Generation:
     _prompt_chars: int = 0
     moderation: AnswerModeration = field(init=False)
     # The raw upstream body for the chunk log (CHATSITE_CHUNK_LOG), else None.
-    chunk_record: upstream.ChunkRecord | None = field(init=False, default=None)
+    chunk_record: upstream_sse.ChunkRecord | None = field(init=False, default=None)
     prefix_split: tuple[str, str] = field(init=False)
     task: asyncio.Task[None] | None = None
 
@@ -128,7 +137,7 @@ class Generation:
         self.prefix_split = ("", "")
         self._growing = GrowingBlock(key=f"message-{self.answer.pk}-live")
         if settings.CHATSITE_CHUNK_LOG:
-            self.chunk_record = upstream.ChunkRecord(settings.CHATSITE_CHUNK_LOG_MAX_BYTES)
+            self.chunk_record = upstream_sse.ChunkRecord(settings.CHATSITE_CHUNK_LOG_MAX_BYTES)
         if self.prefix:
             finished, _ = self._splitter.feed(self.prefix)
             self._sealed.append(finished)
@@ -205,10 +214,10 @@ class Generation:
                 outcome.error = "The server restarted while this answer was being written."
                 await asyncio.shield(self._finish(outcome, helpers))
                 raise
-        except upstream.UpstreamError as exc:
+        except upstream_errors.UpstreamError as exc:
             outcome.status = Message.Status.INTERRUPTED if self.text else Message.Status.ERROR
             outcome.error = exc.user_message
-            if exc.kind is upstream.ErrorKind.RATE_LIMITED and exc.retry_after:
+            if exc.kind is upstream_errors.ErrorKind.RATE_LIMITED and exc.retry_after:
                 outcome.error += f" The service asked to wait {exc.retry_after:.0f} s."
             self.request_id = self.request_id or exc.request_id
         except (AnswerCapped, QuestionBlocked) as exc:
@@ -245,7 +254,7 @@ class Generation:
             try:
                 await self._read_once(history)
                 return
-            except upstream.UpstreamError as exc:
+            except upstream_errors.UpstreamError as exc:
                 # Once text is on the reader's screen nothing is replayed: no duplicates.
                 if self._received_text or not exc.retryable:
                     raise
@@ -294,7 +303,7 @@ class Generation:
             # Runs on Stop too (CancelledError): the upstream must see us hang up.
             await stream.close()
 
-    def _take(self, event: upstream.StreamEvent) -> None:
+    def _take(self, event: upstream_sse.StreamEvent) -> None:
         if event.text:
             if self.first_token_at is None:
                 self.first_token_at = timezone.now()
@@ -432,7 +441,7 @@ class Generation:
             return  # deleted meanwhile: nobody left to tell
         html = fragments.message_final_html(self._final_view(message))
         if message.total_tokens is not None or message.prompt_tokens is not None:
-            usage = await database_sync_to_async(selectors.usage_for_conversation)(
+            usage = await database_sync_to_async(usage_selectors.usage_for_conversation)(
                 conversation=self.conversation
             )
             html += fragments.conversation_usage_html(usage)
@@ -487,7 +496,7 @@ class Generation:
             message.hidden, message.hidden_reason = True, outcome.error
         return message
 
-    async def _count_tokens(self, usage: upstream.Usage | None) -> None:
+    async def _count_tokens(self, usage: upstream_sse.Usage | None) -> None:
         if not self._received_text and usage is None:
             return  # nothing was asked of the model (blocked, failed before it answered)
         await database_sync_to_async(quotas.record_answer)(

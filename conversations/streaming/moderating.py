@@ -22,8 +22,8 @@ from moderation import services as moderation_services
 from moderation.models import Action, Flag
 
 from .. import fragments, upstream
+from ..message_selectors import MessageView
 from ..models import Message
-from ..selectors import MessageView
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from .. import fragments, selectors, services, upstream
+from .. import fragments, message_selectors, services, upstream
 from ..models import Message
 from . import broadcast, frames
 from .checkpoints import checkpoints_stop
@@ -42,7 +42,7 @@ async def supervise_once() -> list[Message]:
         older_than=settings.CHATSITE_STALE_AFTER, exclude_ids=mine
     )
     for message in dead:
-        view = await database_sync_to_async(selectors.message_view)(message=message)
+        view = await database_sync_to_async(message_selectors.message_view)(message=message)
         log.warning("answer %s was left streaming by a dead process", message.pk)
         conversation = message.conversation
         frame = frames.answer_frame(

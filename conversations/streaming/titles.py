@@ -15,7 +15,7 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from .. import gate, services, upstream
+from .. import gate, services, upstream, upstream_errors
 from ..models import Conversation, Message
 from .broadcast import conversation_announce_title
 from .generation import RUNNING
@@ -95,7 +95,7 @@ async def _title_make(
         # or waits, and an answer arriving cuts it short: it asks again later.
         async with asyncio.timeout(TITLE_MAX_QUEUE_WAIT):
             text = await gate.in_background(config, ask, wait=True)
-    except (upstream.UpstreamError, TimeoutError):
+    except (upstream_errors.UpstreamError, TimeoutError):
         log.info(
             "no title from the model for conversation %s; keeping first words", conversation.pk
         )

@@ -20,13 +20,13 @@ from .. import (
     attachment_selectors,
     catalog,
     fragments,
-    selectors,
+    message_selectors,
     services,
     turn_services,
     upstream,
 )
+from ..message_selectors import MessageView, Versions
 from ..models import Conversation, Message
-from ..selectors import MessageView, Versions
 from . import broadcast, frames
 from .checkpoints import checkpoints_ensure
 from .generation import Generation
@@ -58,11 +58,11 @@ def _prepare(
                 Versions.of(message.pk, [message.pk]),
                 attachments=attachment_selectors.message_attachments(message=message),
             )
-        return selectors.message_view(message=message)
+        return message_selectors.message_view(message=message)
 
     return _Prepared(
         answer=view(answer),
-        history=selectors.message_history_for_upstream(answer_id=answer.pk),
+        history=message_selectors.message_history_for_upstream(answer_id=answer.pk),
         question=view(question) if question is not None else None,
     )
 
@@ -123,7 +123,7 @@ async def _launch(
 
 
 def _message_list_html(conversation: Conversation) -> str:
-    return fragments.message_list_html(selectors.message_list(conversation=conversation))
+    return fragments.message_list_html(message_selectors.message_list(conversation=conversation))
 
 
 def _path_redrawn(conversation: Conversation) -> Callable[[Generation], str]:
@@ -305,7 +305,7 @@ async def turn_stop(*, conversation: Conversation) -> bool:
     One written in this process stops without a trip to the database."""
     if broadcast.answer_stop_here(conversation_id=conversation.pk):
         return True
-    answer = await database_sync_to_async(selectors.message_get_streaming)(
+    answer = await database_sync_to_async(message_selectors.message_get_streaming)(
         conversation=conversation
     )
     if answer is None:

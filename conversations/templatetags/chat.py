@@ -5,8 +5,8 @@ from django.utils.safestring import SafeString, mark_safe
 
 from accounts.quotas import estimate_tokens
 from conversations.grouping import sidebar_sections as _sidebar_sections
+from conversations.message_selectors import MessageView
 from conversations.rendering import render_markdown
-from conversations.selectors import MessageView
 
 register = template.Library()
 
