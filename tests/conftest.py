@@ -15,7 +15,7 @@ from django.test import Client
 
 from accounts import services as account_services
 from chatsite.throttle import throttle_forget
-from conversations import gate, upstream
+from conversations import catalog, gate, upstream
 from conversations.streaming import generation
 from moderation import screening
 
@@ -61,6 +61,9 @@ def _fresh_process_state() -> Iterator[None]:
     channel_layers.backends.clear()
     upstream.clients_forget()
     gate.gates_forget()
+    # The model list is cached by base URL, and the fake server's URL is the same in
+    # every test: one test's list must not decide which models the next one may use.
+    catalog.cache_clear()
     throttle_forget()  # user ids are reused between tests
     # Rules rolled back with a test's transaction send no signal: forget them.
     screening.rules_forget()
@@ -69,6 +72,7 @@ def _fresh_process_state() -> Iterator[None]:
     screening.rules_forget()
     upstream.clients_forget()
     gate.gates_forget()
+    catalog.cache_clear()
 
 
 @pytest.fixture
