@@ -111,3 +111,19 @@ class SignupRecord(models.Model):
 
     def __str__(self) -> str:
         return f"Sign-up from {self.address} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class SiteBootstrap(models.Model):
+    """The site's first account was made, and made its superuser. One row, ever: once it
+    exists no later account is a superuser for being first, not even after every account
+    was deleted (that would hand the site to whoever signs up next). The unique key makes
+    two first sign-ups at once safe: one inserts the row, the other waits and fails."""
+
+    key = models.PositiveSmallIntegerField(default=1, unique=True, editable=False)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(key=1), name="sitebootstrap_one_row")]
+
+    def __str__(self) -> str:
+        return f"First account made at {self.at:%Y-%m-%d %H:%M}"

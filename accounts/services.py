@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chatsite.errors import ActionRefused
@@ -21,7 +21,7 @@ from conversations import services as conversation_services
 from conversations.streaming import broadcast
 
 from . import selectors
-from .models import SignupRecord, Suspension
+from .models import SignupRecord, SiteBootstrap, Suspension
 
 
 def suspension_permitted(*, user: Account, moderator: Account) -> None:
@@ -115,9 +115,17 @@ def user_create(*, username: str, password: str | None, email: str = "") -> Abst
     No password (an account from single sign-on): one that no password matches."""
     User = get_user_model()
     with transaction.atomic():
-        first = not User.objects.exists()
-        if first:
-            return User.objects.create_superuser(username=username, email=email, password=password)
+        if not SiteBootstrap.objects.exists():
+            first = not User.objects.exists()
+            try:
+                with transaction.atomic():  # a savepoint: losing the race undoes only this
+                    SiteBootstrap.objects.create()
+            except IntegrityError:
+                first = False  # another first account, made at the same moment, won
+            if first:
+                return User.objects.create_superuser(
+                    username=username, email=email, password=password
+                )
         return User.objects.create_user(username=username, email=email, password=password)
 
 

@@ -166,9 +166,12 @@ def provider_email(sociallogin: SocialLogin) -> tuple[str, bool]:
     `email_verified` claim; some providers send it as the string "true")."""
     for address in sociallogin.email_addresses:
         if address.email:
-            verified = address.verified is True or str(address.verified).lower() == "true"
-            return address.email.strip(), verified
+            return address.email.strip(), address_verified(address)
     return "", False
+
+
+def address_verified(address: Any) -> bool:
+    return address.verified is True or str(address.verified).lower() == "true"
 
 
 def provider_claims(sociallogin: SocialLogin) -> dict[str, Any]:
@@ -230,6 +233,12 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
                 status=409,
             )
         user = matches[0]
+        if not user.is_active:  # refused before the link is saved, as below
+            _refuse(
+                request,
+                heading="Account inactive",
+                notice="This account has been deactivated. Ask an administrator.",
+            )
         suspension = selectors.suspension_current(user_id=user.pk)
         if suspension is not None:  # refused before the link is saved: nothing changes
             _refuse(
@@ -249,7 +258,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def save_user(
         self, request: HttpRequest, sociallogin: SocialLogin, form: Any = None
     ) -> AbstractBaseUser:
-        email, _verified = provider_email(sociallogin)
+        email, verified = provider_email(sociallogin)
         claims = provider_claims(sociallogin)
         hint = (
             str(claims.get("preferred_username") or "")
@@ -261,11 +270,23 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
 
         def link(user: AbstractBaseUser) -> None:
             sociallogin.user = user
+            # allauth's save copies the provider's addresses onto the account: only the
+            # verified ones (see `email` below).
+            sociallogin.email_addresses = [
+                address for address in sociallogin.email_addresses if address_verified(address)
+            ]
             sociallogin.save(request)
 
         try:
             return services.user_create_from_sso(
-                username_hint=hint, email=email, address=client_address(request), link=link
+                username_hint=hint,
+                # Only an address the provider verified is kept: a stored address is what
+                # a later verified sign-in links to, so an unverified one would let
+                # someone claim an address that is not theirs and catch its owner's
+                # sign-in in their own account.
+                email=email if verified else "",
+                address=client_address(request),
+                link=link,
             )
         except services.SignupLimitReached as refused:
             response = refusal(

@@ -22,9 +22,20 @@ class RedactSecretsFilter(logging.Filter):
         if keys:
             message = record.getMessage()
             if any(key in message for key in keys):
-                for key in keys:
-                    message = message.replace(key, "[redacted]")
                 # Render now so that the key is gone before any handler formats args.
-                record.msg = message
+                record.msg = _redacted(message, keys)
                 record.args = None
+            if record.exc_info and not record.exc_text:
+                # A traceback is formatted by the handler, after every filter: format it
+                # here (the handler reuses exc_text) so an exception quoting a key is
+                # redacted too.
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text and any(key in record.exc_text for key in keys):
+                record.exc_text = _redacted(record.exc_text, keys)
         return True
+
+
+def _redacted(text: str, keys: list[str]) -> str:
+    for key in keys:
+        text = text.replace(key, "[redacted]")
+    return text

@@ -34,6 +34,9 @@ class PublicShare:
     share: ShareLink
     messages: list[SharedMessage]
     owner_name: str  # "" unless the owner chose to show it
+    # The conversation's title, unless one of its messages is hidden by moderation: a
+    # title is written from the first messages, so it may repeat what was hidden.
+    title: str
 
 
 def _owner_suspended() -> Exists:
@@ -64,10 +67,16 @@ def share_get_public(*, token: Any) -> PublicShare | None:
     )
     if share is None:
         return None
+    messages = share_messages(share=share)
     return PublicShare(
         share=share,
-        messages=share_messages(share=share),
+        messages=messages,
         owner_name=share.conversation.owner.get_username() if share.show_owner_name else "",
+        title=(
+            "Shared conversation"
+            if any(message.hidden for message in messages)
+            else share.display_title
+        ),
     )
 
 

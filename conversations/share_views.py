@@ -12,7 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from chatsite.errors import ActionRefused
 from chatsite.throttle import throttled
@@ -57,7 +57,7 @@ def share_create(request: HttpRequest, public_id: str) -> HttpResponse:
     return render(request, "conversations/share.html#share_result", context, status=status)
 
 
-@require_GET
+@require_safe
 def shared_conversation(request: HttpRequest, token: str) -> HttpResponse:
     """The shared page: the copy as it was shared, for anyone with the link; the site's
     404 when it is revoked, taken down, its owner suspended, or no such link."""
@@ -67,7 +67,12 @@ def shared_conversation(request: HttpRequest, token: str) -> HttpResponse:
     response = render(
         request,
         "conversations/shared.html",
-        {"share": found.share, "messages": found.messages, "owner_name": found.owner_name},
+        {
+            "share": found.share,
+            "messages": found.messages,
+            "owner_name": found.owner_name,
+            "title": found.title,
+        },
     )
     response["X-Robots-Tag"] = NOT_INDEXED
     # The token is the address: never sent on to the sites its links lead to.

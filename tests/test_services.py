@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -20,6 +21,14 @@ def test_first_account_becomes_superuser_and_later_ones_do_not() -> None:
     assert first.is_staff
     assert not second.is_superuser
     assert not second.is_staff
+
+
+def test_once_every_account_is_deleted_the_next_one_is_not_a_superuser() -> None:
+    make_user("first")
+    get_user_model().objects.all().delete()
+    later = make_user("later")
+    assert not later.is_superuser
+    assert not later.is_staff
 
 
 def test_turn_start_saves_user_message_and_streaming_answer() -> None:

@@ -252,6 +252,18 @@ def test_a_message_hidden_by_moderation_later_is_hidden_in_the_share(
     html = Client().get(path).content.decode()
     assert "A little warmer." not in html
     assert "Hidden by moderation." in html
+    # The title was written from the conversation's messages: it may repeat what was
+    # hidden, so the page no longer shows it.
+    assert "Tomatoes" not in html
+    assert "Shared conversation" in html
+
+
+def test_a_link_checker_may_ask_for_the_shared_page_with_head(
+    owner: Any, conversation: Conversation
+) -> None:
+    path = _share(_client(owner), conversation)
+    assert Client().head(path).status_code == 200
+    assert Client().post(path).status_code == 405
 
 
 def _moderator() -> Client:

@@ -246,6 +246,50 @@ def test_a_suspended_account_is_not_linked_either(sso: OidcProvider) -> None:
     assert not SocialAccount.objects.exists()
 
 
+def test_an_unverified_address_is_never_kept_so_it_cannot_catch_its_owners_sign_in(
+    sso: OidcProvider,
+) -> None:
+    make_user("boss")
+    mallory = Client()
+    sso_sign_in(mallory, sso, "mallory-sub", email="victim@example.com", email_verified=False)
+    assert signed_in_as(mallory) == "victim"
+    assert User.objects.get(username="victim").email == ""  # unverified: not kept
+    # The address's owner, verified by the provider, gets an account of their own.
+    victim = Client()
+    sso_sign_in(victim, sso, "victim-sub", email="victim@example.com", email_verified=True)
+    assert signed_in_as(victim) == "victim2"
+    assert SocialAccount.objects.get(uid="victim-sub").user.username == "victim2"
+    assert SocialAccount.objects.get(uid="mallory-sub").user.username == "victim"
+
+
+def test_an_inactive_account_is_not_linked(sso: OidcProvider) -> None:
+    make_user("boss")
+    local = make_user("grace")
+    local.email = "grace@example.com"
+    local.is_active = False
+    local.save()
+    response = sso_sign_in(
+        Client(), sso, "grace-sub", email="grace@example.com", email_verified=True
+    )
+    assert response.status_code == 403
+    assert not SocialAccount.objects.exists()
+
+
+def test_once_every_account_is_deleted_the_next_sso_account_is_not_a_superuser(
+    sso: OidcProvider,
+) -> None:
+    sso_sign_in(Client(), sso, "boss-sub", email="boss@example.com", email_verified=True)
+    assert User.objects.get(username="boss").is_superuser
+    User.objects.all().delete()
+    stranger = Client()
+    sso_sign_in(stranger, sso, "x-sub", email="x@example.com", email_verified=True)
+    assert signed_in_as(stranger) == "x"
+    x = User.objects.get(username="x")
+    assert not x.is_superuser
+    assert not x.is_staff
+    assert stranger.get("/admin/").status_code == 302  # to the sign-in page
+
+
 # --- local sign-in off ------------------------------------------------------------------
 
 
@@ -487,6 +531,19 @@ def test_allauths_connect_process_is_refused(sso: OidcProvider) -> None:
         assert started.status_code == 400
         assert "Only signing in is offered here" in started.content.decode()
     assert not SocialAccount.objects.exists()
+
+
+def test_a_traceback_that_quotes_the_secret_has_it_redacted(sso: OidcProvider) -> None:
+    try:
+        raise RuntimeError(f"token endpoint said no to {CLIENT_SECRET}")
+    except RuntimeError:
+        record = logging.LogRecord(
+            "allauth", logging.ERROR, __file__, 1, "token request failed", (), sys.exc_info()
+        )
+    RedactSecretsFilter().filter(record)
+    formatted = logging.Formatter().format(record)
+    assert "token endpoint said no to [redacted]" in formatted
+    assert CLIENT_SECRET not in formatted
 
 
 def test_a_log_line_that_quotes_the_secret_has_it_redacted(sso: OidcProvider) -> None:
