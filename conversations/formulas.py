@@ -37,7 +37,12 @@ MATHML_TAGS = {
     "mfrac", "msqrt", "mroot", "mover", "munder", "munderover", "mtable", "mtr", "mtd",
     "mstyle", "menclose", "mpadded", "mphantom",
 }  # fmt: skip
-_MATHML_SIZES = {"width", "height", "depth", "lspace", "rspace", "voffset", "mathsize"}
+# Every attribute that takes a length: a large one (or a large shift) could push a formula
+# across the page or draw it over other messages.
+_MATHML_SIZES = {
+    "width", "height", "depth", "lspace", "rspace", "voffset", "mathsize", "linethickness",
+    "minsize", "maxsize", "columnspacing", "rowspacing",
+}  # fmt: skip
 MATHML_ATTRIBUTES = {
     "math": {"display", "alttext"},
     "mi": {"mathvariant"},
@@ -62,8 +67,14 @@ MATHML_ATTRIBUTES = {
     "mpadded": {"width", "height", "depth", "lspace", "voffset"},
     "menclose": {"notation"},
 }  # fmt: skip
-# A MathML length, small: "\\hspace{9999em}" must not push the page sideways.
-_SMALL_LENGTH = re.compile(r"^[+-]?(?:\d{1,2}(?:\.\d*)?|\.\d+)(?:em|ex|mu|pt|px|%)?$")
+# A MathML length, small: "\\hspace{9999em}" or "\\lower{99em}" must not push the page
+# sideways or draw over other messages. Under 6 of any unit (latex2mathml's largest, the
+# \\Huge size, is 2.49em), a named space or thickness, or a few such (table spacing).
+_ONE_LENGTH = (
+    r"(?:[+-]?(?:[0-5](?:\.\d{1,4})?|\.\d{1,4})(?:em|ex|mu|pt|px|%)?"
+    r"|(?:negative)?(?:very){0,2}(?:thin|thick)mathspace|thin|medium|thick)"
+)
+_SMALL_LENGTH = re.compile(rf"^{_ONE_LENGTH}(?: {_ONE_LENGTH}){{0,3}}$")
 
 
 def length_allowed(tag: str, attribute: str, value: str) -> bool:

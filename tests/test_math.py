@@ -193,6 +193,35 @@ def test_what_a_formula_says_never_becomes_live_markup(text: str) -> None:
     assert 'width="9999em"' not in html
 
 
+@pytest.mark.parametrize(
+    ("text", "attribute"),
+    [
+        ("${a \\above 999em b}$", "linethickness"),
+        ("$\\lower{99em}{x}$", "voffset"),
+        ("$\\raise{99em}{x}$", "voffset"),
+        ("$\\moveleft{99em}{x}$", "lspace"),
+        ("$\\hspace{-99em}x$", "width"),
+    ],
+)
+def test_no_length_in_a_formula_can_push_it_across_the_page(text: str, attribute: str) -> None:
+    html = render(text)
+    assert "<math" in html
+    assert f"{attribute}=" not in html  # the source stays in alttext, the length goes
+
+
+def test_the_sizes_latex_uses_are_kept() -> None:
+    html = render("$\\Huge x \\, \\bigg( \\binom ab \\! \\quad y$")
+    for kept in (
+        'mathsize="2.49em"',
+        'width="0.167em"',
+        'minsize="2.047em"',
+        'linethickness="0"',
+        'width="negativethinmathspace"',
+        'width="1em"',
+    ):
+        assert kept in html, kept
+
+
 NAMESPACE_TRICKS = [
     "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
     '<math><mtext><table><mglyph><style><!--</style><img title="--&gt;&lt;/mglyph&gt;'
