@@ -40,5 +40,6 @@ urlpatterns = [
         name="conversation_import_status",
     ),
     path("settings/shares/<int:share_id>/revoke/", views.share_revoke, name="share_revoke"),
+    path("settings/shares/revoke-all/", views.share_revoke_all, name="share_revoke_all"),
     path("settings/delete-account/", views.account_delete, name="account_delete"),
 ]

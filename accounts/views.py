@@ -250,7 +250,7 @@ def _settings_page(
         else conversation_selectors.import_job_recent(user=user)
     )
     context.update(_import_context(job=job))
-    context["shares"] = share_selectors.share_list_for_owner(user=user)
+    context.update(_shares_context(user))
     context["accesses"] = (
         moderation_selectors.access_log_for_owner(user=user)
         if settings.CHATSITE_SHOW_ACCESS_LOG_TO_USERS
@@ -384,11 +384,26 @@ def share_revoke(request: HttpRequest, share_id: int) -> HttpResponse:
     share_services.share_revoke(share=share)
     if not getattr(request, "htmx", False):
         return HttpResponseRedirect(reverse("user_settings") + "#shares-heading", status=303)
-    context = {
-        "shares": share_selectors.share_list_for_owner(user=request.user),
-        "revoked_title": share.display_title,
-    }
+    context = {**_shares_context(request.user), "revoked_title": share.display_title}
     return render(request, f"{SETTINGS_PAGE}#shares", context)
+
+
+@require_POST
+@login_required
+@throttled("edit", rate=5.0, burst=20)
+def share_revoke_all(request: HttpRequest) -> HttpResponse:
+    """The owner revokes every one of their share links at once."""
+    revoked = share_services.share_revoke_all(owner=account_of(request.user))
+    if not getattr(request, "htmx", False):
+        return HttpResponseRedirect(reverse("user_settings") + "#shares-heading", status=303)
+    context = {**_shares_context(request.user), "revoked_count": revoked}
+    return render(request, f"{SETTINGS_PAGE}#shares", context)
+
+
+def _shares_context(user: Any) -> dict[str, Any]:
+    shares = share_selectors.share_list_for_owner(user=user)
+    total = share_selectors.share_count_for_owner(user=user)
+    return {"shares": shares, "shares_total": total, "shares_unlisted": total - len(shares)}
 
 
 # --- the account itself ------------------------------------------------------------------

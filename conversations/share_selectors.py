@@ -103,10 +103,19 @@ def _owned(user: Visitor) -> QuerySet[ShareLink]:
     )
 
 
-def share_list_for_owner(*, user: Visitor, limit: int = 200) -> list[ShareLink]:
+SHARES_LISTED = 200  # on the settings page; "Revoke all" reaches the rest
+
+
+def share_list_for_owner(*, user: Visitor, limit: int | None = None) -> list[ShareLink]:
     """The user's share links that still exist for them, newest first: serving ones and
     those a moderator took down (marked so); revoked ones are gone from the list."""
-    return list(_owned(user).filter(revoked_at=None).order_by("-created_at", "-id")[:limit])
+    listed = _owned(user).filter(revoked_at=None).order_by("-created_at", "-id")
+    return list(listed[: limit or SHARES_LISTED])
+
+
+def share_count_for_owner(*, user: Visitor) -> int:
+    """How many of the user's links are not revoked (the list may show fewer)."""
+    return _owned(user).filter(revoked_at=None).count()
 
 
 def share_get_for_owner(*, user: Visitor, share_id: Any) -> ShareLink | None:

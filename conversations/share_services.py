@@ -129,6 +129,14 @@ def share_revoke(*, share: ShareLink) -> bool:
     return bool(done)
 
 
+def share_revoke_all(*, owner: Account) -> int:
+    """The owner ends every link of theirs at once (those past the settings page's list
+    too). How many were revoked."""
+    return ShareLink.objects.filter(conversation__owner_id=owner.pk, revoked_at=None).update(
+        revoked_at=timezone.now()
+    )
+
+
 def share_take_down(*, share: ShareLink, moderator: Account, reason: Any) -> bool:
     """A moderator stops a link from serving, saying why (kept on the link, with who and
     when). Final: its owner sees it marked as taken down and cannot serve it again. False

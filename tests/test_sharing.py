@@ -14,7 +14,14 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.models import Suspension
-from conversations import attachment_services, attachments, services, share_services, turn_services
+from conversations import (
+    attachment_services,
+    attachments,
+    services,
+    share_selectors,
+    share_services,
+    turn_services,
+)
 from conversations.models import Conversation, Message, SharedMessage, ShareLink
 from moderation.models import AccessLog
 from tests.conftest import make_user
@@ -371,3 +378,25 @@ def test_a_shared_messages_files_are_named_escaped_and_never_linked(
     # Hidden by moderation later: the file's name goes with the text.
     Message.objects.filter(content="Here is my plan").update(hidden=True)
     assert "onerror" not in Client().get(path).content.decode()
+
+
+def test_links_past_the_settings_list_are_counted_and_revoke_all_ends_every_one(
+    owner: Any, conversation: Conversation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(share_selectors, "SHARES_LISTED", 2)
+    client = _client(owner)
+    paths = [_share(client, conversation) for _ in range(3)]
+    page = client.get("/settings/").content.decode()
+    assert page.count('class="share-url"') == 2
+    assert "And 1 older link, not listed here." in page
+    assert "Revoke all 3 links" in page
+
+    response = client.post("/settings/shares/revoke-all/", HTTP_HX_REQUEST="true")
+    assert "Revoked 3 links: they no longer open." in response.content.decode()
+    for path in paths:
+        assert Client().get(path).status_code == 404
+    # Another user's revoke-all leaves the owner's other links alone.
+    other = make_user("stranger")
+    kept = _share(client, conversation)
+    _client(other).post("/settings/shares/revoke-all/")
+    assert Client().get(kept).status_code == 200
