@@ -779,3 +779,21 @@ def test_only_the_most_recent_images_go_with_a_request(settings: Any) -> None:
         "[Image 1.png left out: only the 2 most recent images are sent.]\n\nCompare them"
     )
     assert [p["type"] for p in content] == ["text", "image_url", "image_url"]
+
+
+def test_a_sideways_photo_is_kept_upright_without_its_exif() -> None:
+    import io
+
+    from PIL import Image
+
+    picture = Image.new("RGB", (40, 20), (10, 120, 200))
+    exif = picture.getexif()
+    exif[0x0112] = 6  # "turn 90° to show": what a phone held upright writes
+    out = io.BytesIO()
+    picture.save(out, "JPEG", exif=exif.tobytes())
+    client = client_for(make_user())
+    row = Attachment.objects.get(public_id=uploaded_id(upload(client, "up.jpg", out.getvalue())))
+    assert (row.width, row.height) == (20, 40)
+    with row.file.open("rb") as handle, Image.open(handle) as kept:
+        assert kept.size == (20, 40)
+        assert dict(kept.getexif()) == {}
