@@ -416,6 +416,12 @@ CHATSITE_ATTACHMENT_TEXT_CHARS = env_int("CHATSITE_ATTACHMENT_TEXT_CHARS", 200_0
 CHATSITE_ATTACHMENT_PDF_PAGES = env_int("CHATSITE_ATTACHMENT_PDF_PAGES", 100)
 CHATSITE_ATTACHMENT_IMAGE_PIXELS = env_int("CHATSITE_ATTACHMENT_IMAGE_PIXELS", 40_000_000)
 CHATSITE_ATTACHMENT_IMAGE_SIDE = env_int("CHATSITE_ATTACHMENT_IMAGE_SIDE", 8192)
+# Images are kept (and sent) scaled down to at most this many pixels a side.
+CHATSITE_ATTACHMENT_IMAGE_MAX_SIDE = env_int("CHATSITE_ATTACHMENT_IMAGE_MAX_SIDE", 2048)
+# A PDF or an image is checked in a child process given this long (wall clock and CPU).
+CHATSITE_ATTACHMENT_INSPECT_SECONDS = env_float("CHATSITE_ATTACHMENT_INSPECT_SECONDS", 10.0)
+# Images sent with one request: a conversation's most recent ones (older: a line says so).
+CHATSITE_ATTACHMENT_IMAGES_PER_REQUEST = env_int("CHATSITE_ATTACHMENT_IMAGES_PER_REQUEST", 8)
 # Uploaded but never sent: `purge_conversations` deletes them after this many hours.
 CHATSITE_ATTACHMENT_PENDING_HOURS = env_int("CHATSITE_ATTACHMENT_PENDING_HOURS", 24)
 # The models that are sent images (comma-separated, shell-style patterns like `gpt-4o*`,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 
 from chatsite.inputs import uuid_from as as_uuid
@@ -76,11 +77,24 @@ def with_files(*, contents: dict[int, str], model: str) -> dict[int, Any]:
     `image_url` parts when `model` reads images (naming the stored file: `images_inline`
     reads them, outside the database thread)."""
     vision = attachments.vision_accepts(model)
+    rows = list(
+        Attachment.objects.filter(message_id__in=list(contents)).order_by("message_id", "id")
+    )
+    # Every image sent is base64 in every request: only the most recent ones go.
+    images = [row.pk for row in rows if row.kind == attachments.IMAGE]
+    keep = int(settings.CHATSITE_ATTACHMENT_IMAGES_PER_REQUEST)
+    older = set(images[: max(0, len(images) - keep)])
     parts: dict[int, list[Part]] = {}
-    for row in Attachment.objects.filter(message_id__in=list(contents)).order_by("id"):
+    for row in rows:
         assert row.message_id is not None
         parts.setdefault(row.message_id, []).append(
-            Part(kind=row.kind, name=row.name, text=row.text, stored=row.file.name)
+            Part(
+                kind=row.kind,
+                name=row.name,
+                text=row.text,
+                stored=row.file.name,
+                older=row.pk in older,
+            )
         )
     return {
         pk: attachments.upstream_content(text=contents[pk], parts=found, vision=vision)

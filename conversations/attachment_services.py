@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -62,6 +63,13 @@ def attachment_room_check(*, owner_id: int, name: str, size: int) -> None:
         )
 
 
+def _owner_lock(*, owner_id: int) -> None:
+    """Lock the owner's user row until the transaction ends: on PostgreSQL two uploads
+    (or imports) would otherwise both read the bytes used before either adds its file,
+    and both pass the quota (SQLite lets one writer in at a time already)."""
+    list(get_user_model().objects.select_for_update().filter(pk=owner_id).values_list("pk"))
+
+
 def _file_size_check(*, name: str, size: int, limit: int) -> None:
     """One file against the owner's quota for a file (0: only the site's ceiling,
     `attachments.file_ceiling`, which the request's size limit enforces before this)."""
@@ -85,6 +93,7 @@ def attachment_create(
     meanwhile); refused or failed, the stored file is deleted: nothing is kept."""
     try:
         with transaction.atomic():
+            _owner_lock(owner_id=owner.pk)
             attachment_room_check(owner_id=owner.pk, name=name, size=len(inspected.data))
             return Attachment.objects.create(
                 owner=owner,
@@ -213,6 +222,7 @@ def attachments_import(
     added to `stored`."""
     if not files:
         return
+    _owner_lock(owner_id=owner_id)
     limits = quotas.limits_for(user_id=owner_id)
     for _, name, inspected in files:
         _file_size_check(name=name, size=len(inspected.data), limit=limits.attachment_file_bytes)

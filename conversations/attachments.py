@@ -1,36 +1,42 @@
 """What a file attached to a message is, judged by its content, never by its name; and
 what the model is sent for it.
 
-Pure: bytes in, a verdict out (`inspect`), or a ValidationError with a sentence for the
-page. CPU-bound (PDF parsing, image decoding): callers run it in a worker thread, never
-on the event loop. Hostile files are refused with bounded work:
+Bytes in, a verdict out (`inspect`), or a ValidationError with a sentence for the page.
+Hostile files are refused with bounded work:
 
 * text: UTF-8 without NUL or other control bytes (a binary behind a `.txt` name is not);
+* PDFs and images: checked in a short-lived child process (conversations/inspecting.py)
+  under hard limits on its CPU time and memory and a wall-clock timeout
+  (CHATSITE_ATTACHMENT_INSPECT_SECONDS), at most INSPECTIONS at once per process;
 * PDFs: parsed by pypdf with every decompression capped (a flate bomb stops at
   PDF_STREAM_BYTES), a page cap, an extracted-text cap; encrypted ones refused;
-* images: the real format from the content (PNG, JPEG, WebP, GIF), sides and pixels
-  checked from the header before any pixel is decoded, then decoded and re-encoded
-  (metadata, trailing payloads and other frames dropped).
+* images: the real format from the content (PNG, JPEG (MPO too), WebP, GIF), sides and
+  pixels checked from the header before any pixel is decoded, then decoded, scaled down
+  to CHATSITE_ATTACHMENT_IMAGE_MAX_SIDE and re-encoded (metadata, trailing payloads and
+  other frames dropped).
+
+Blocking (it waits for the child): callers run it in a worker thread, never on the event
+loop.
 """
 
 from __future__ import annotations
 
 import base64
 import fnmatch
-import io
+import json
 import re
-import struct
-import warnings
-import zlib
+import subprocess
+import sys
+import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-import pypdf
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from PIL import Image, ImageOps, UnidentifiedImageError
-from pypdf.errors import PyPdfError
+
+from . import inspecting
 
 TEXT, PDF, IMAGE = "text", "pdf", "image"
 
@@ -45,32 +51,18 @@ def file_ceiling() -> int:
 
 # Decompressed bytes any one PDF stream may grow to (a flate bomb stops here).
 PDF_STREAM_BYTES = 20_000_000
-IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
-_PDF_CAPS = (  # pypdf's Configuration: every decompressing filter's output
-    "maximum_declared_stream_length",
-    "array_based_stream_maximum_output_length",
-    "jbig2_maximum_output_length",
-    "lzw_maximum_output_length",
-    "run_length_maximum_output_length",
-    "zlib_maximum_output_length",
-)
+IMAGE_FORMATS = inspecting.IMAGE_FORMATS
+# Child processes checking files at once in this process: uploads cannot take every CPU
+# (the others wait for a turn, then are refused).
+INSPECTIONS = 2
+_turns = threading.BoundedSemaphore(INSPECTIONS)
 _IMAGE_NAMES = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
 # Control bytes a text file does not contain (tab, newlines and form feed are fine).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
-# What malformed PDFs make pypdf raise besides its own errors: it parses untrusted
-# structure with plain Python, and these are how a broken one surfaces.
-_PDF_BROKEN = (
-    PyPdfError,
-    ValueError,
-    KeyError,
-    TypeError,
-    AttributeError,
-    IndexError,
-    AssertionError,
-    RecursionError,
-    struct.error,
-    zlib.error,
-)
+# Characters a name never shows: controls (CR, LF: a header split), format characters
+# (U+202E turns "evil\u202etxt.exe" into "evilexe.txt" on screen; zero-width ones), and
+# line and paragraph separators.
+_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
 
 
 @dataclass(frozen=True)
@@ -85,10 +77,16 @@ class Inspected:
 
 
 def name_clean(name: Any) -> str:
-    """The uploaded file's name as shown: its last path part, printable, at most 200."""
+    """The uploaded file's name as shown: its last path part, printable (no controls,
+    format characters or separators; runs of whitespace one space), at most 200."""
     text = str(name or "")
     text = PurePath(text.replace("\\", "/")).name
-    text = _CONTROL.sub("", text).strip()
+    text = "".join(
+        " " if ch.isspace() else ch
+        for ch in text
+        if ch.isspace() or unicodedata.category(ch) not in _INVISIBLE
+    )
+    text = " ".join(text.split())
     if len(text) > 200:
         stem, dot, suffix = text.rpartition(".")
         text = (
@@ -103,9 +101,9 @@ def inspect(*, name: str, data: bytes) -> Inspected:
         raise ValidationError(f"{name} is empty.")
     suffix = PurePath(name).suffix.lower()
     if data.startswith(b"%PDF-"):
-        return _pdf(name, data)
+        return _in_child(PDF, name, data)
     if _looks_like_image(data):
-        return _image(name, data)
+        return _in_child(IMAGE, name, data)
     if suffix == ".pdf":
         raise ValidationError(f"{name} is not a PDF, whatever its name says.")
     if suffix in _IMAGE_NAMES:
@@ -142,80 +140,60 @@ def _text_cap(name: str, text: str) -> None:
         )
 
 
-def _pdf(name: str, data: bytes) -> Inspected:
-    limit = settings.CHATSITE_ATTACHMENT_PDF_PAGES
-    chars = settings.CHATSITE_ATTACHMENT_TEXT_CHARS
-    caps: dict[str, Any] = dict.fromkeys(_PDF_CAPS, PDF_STREAM_BYTES)
-    try:
-        with pypdf.apply_configuration(None, **caps), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pypdf warns about every oddity it repairs
-            reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
-            if reader.is_encrypted:
-                raise ValidationError(
-                    f"{name} is encrypted (password-protected); attach a copy without a password."
-                )
-            pages = len(reader.pages)
-            if pages > limit:
-                raise ValidationError(f"{name} has {pages:,} pages; the limit is {limit:,}.")
-            parts: list[str] = []
-            total = 0
-            for page in reader.pages:
-                part = page.extract_text() or ""
-                total += len(part) + 2
-                if total > chars:
-                    raise ValidationError(
-                        f"{name} holds more than {chars:,} characters of text; attach fewer pages."
-                    )
-                parts.append(part)
-    except pypdf.errors.LimitReachedError:
+def _in_child(kind: str, name: str, data: bytes) -> Inspected:
+    """A PDF or an image checked by conversations/inspecting.py in a process of its own."""
+    seconds = float(settings.CHATSITE_ATTACHMENT_INSPECT_SECONDS)
+    what = "PDF" if kind == PDF else "image"
+    slow = (
+        f"This {what} takes too long to read, or too much memory ({name}); refused. "
+        "Attach a simpler or smaller file."
+    )
+    limits = {
+        "cpu_seconds": max(1, int(seconds + 0.999)),
+        "pdf_pages": int(settings.CHATSITE_ATTACHMENT_PDF_PAGES),
+        "text_chars": int(settings.CHATSITE_ATTACHMENT_TEXT_CHARS),
+        "pdf_stream_bytes": PDF_STREAM_BYTES,
+        "image_pixels": int(settings.CHATSITE_ATTACHMENT_IMAGE_PIXELS),
+        "image_side": int(settings.CHATSITE_ATTACHMENT_IMAGE_SIDE),
+        "max_side": int(settings.CHATSITE_ATTACHMENT_IMAGE_MAX_SIDE),
+    }
+    header = json.dumps({"kind": kind, "name": name, "limits": limits}).encode() + b"\n"
+    # A turn, or a refusal: a thread waits this long at most for another upload's check.
+    if not _turns.acquire(timeout=seconds):
         raise ValidationError(
-            f"{name} expands to far more data than it holds (a compression bomb?); refused."
-        ) from None
-    except _PDF_BROKEN:
-        raise ValidationError(f"{name} is a damaged PDF that cannot be read.") from None
-    text = "\n\n".join(p.strip() for p in parts).strip()
-    if not text:
-        raise ValidationError(
-            f"{name} has no text to read (a scanned PDF?); attach its pages as images instead."
+            f"The site is busy reading other files; attach {name} again in a moment."
         )
-    return Inspected(kind=PDF, content_type="application/pdf", data=data, text=text, pages=pages)
-
-
-def _image(name: str, data: bytes) -> Inspected:
-    pixels = settings.CHATSITE_ATTACHMENT_IMAGE_PIXELS
-    side = settings.CHATSITE_ATTACHMENT_IMAGE_SIDE
     try:
-        with warnings.catch_warnings():
-            # Our caps come first; Pillow's own bomb check stays on as a second wall.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                if image.format not in IMAGE_FORMATS:
-                    raise ValidationError(f"{name}: only PNG, JPEG, WebP and GIF images are read.")
-                width, height = image.size  # from the header: nothing decoded yet
-                if width > side or height > side or width * height > pixels:
-                    raise ValidationError(
-                        f"{name} is {width:,} by {height:,} pixels; the limit is {side:,} a side "
-                        f"and {pixels:,} in all."
-                    )
-                image.seek(0)  # an animation: its first frame
-                image.load()
-                fmt = image.format
-                upright = ImageOps.exif_transpose(image)
-                out = io.BytesIO()
-                if fmt == "JPEG":
-                    upright.convert("RGB").save(out, "JPEG", quality=90)
-                    content_type = "image/jpeg"
-                else:
-                    keep = "RGBA" if upright.mode in ("RGBA", "LA", "P", "PA") else "RGB"
-                    upright.convert(keep).save(out, "PNG", optimize=False)
-                    content_type = "image/png"
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise ValidationError(f"{name} decodes to too many pixels; refused.") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error, EOFError):
-        # Pillow's errors for truncated or malformed image data.
-        raise ValidationError(f"{name} is a damaged image that cannot be read.") from None
+        # -I: no environment variables, no user site, not the current directory.
+        done = subprocess.run(
+            [sys.executable, "-I", inspecting.__file__],
+            input=header + data,
+            capture_output=True,
+            timeout=seconds,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:  # run() has killed the child and waited for it
+        raise ValidationError(slow) from None
+    finally:
+        _turns.release()
+    line, _, stored = done.stdout.partition(b"\n")
+    try:
+        verdict = json.loads(line) if done.returncode == 0 else None
+    except ValueError:
+        verdict = None
+    if not isinstance(verdict, dict) or len(stored) != verdict.get("size"):
+        # Killed by its CPU limit (SIGXCPU), or out of memory before it could say so.
+        raise ValidationError(slow)
+    if "error" in verdict:
+        raise ValidationError(str(verdict["error"]))
     return Inspected(
-        kind=IMAGE, content_type=content_type, data=out.getvalue(), width=width, height=height
+        kind=verdict["kind"],
+        content_type=verdict["content_type"],
+        data=data if kind == PDF else stored,
+        text=verdict.get("text", ""),
+        pages=verdict.get("pages"),
+        width=verdict.get("width"),
+        height=verdict.get("height"),
     )
 
 
@@ -239,6 +217,7 @@ class Part:
     name: str
     text: str = ""
     stored: str = ""  # an image's name in storage: read when the request is made
+    older: bool = False  # an image past the request's most recent ones: left out
 
 
 def _fenced(part: Part) -> str:
@@ -258,6 +237,11 @@ def upstream_content(*, text: str, parts: list[Part], vision: bool) -> str | lis
     for part in parts:
         if part.kind != IMAGE:
             blocks.append(_fenced(part))
+        elif vision and part.older:
+            limit = settings.CHATSITE_ATTACHMENT_IMAGES_PER_REQUEST
+            blocks.append(
+                f"[Image {part.name} left out: only the {limit} most recent images are sent.]"
+            )
         elif vision:
             # Read and encoded by `image_url` outside the database thread, just before
             # the request is sent.

@@ -88,3 +88,47 @@ def png_claiming(width: int, height: int) -> bytes:
     crc = zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF
     data[29:33] = struct.pack(">I", crc)
     return bytes(data)
+
+
+def operator_bomb_pdf(pages: int = 100, operators: int = 400_000) -> bytes:
+    """A few KB of PDF whose every page shares one content stream of `operators` cheap
+    operators (`0 0 m`, flate-compressed) before a line of text: minutes of pure-Python
+    CPU for a text extractor."""
+    stream = zlib.compress(b"BT /F1 12 Tf 72 720 Td (hi) Tj ET\n" + b"0 0 m\n" * operators, 9)
+    kids = " ".join(f"{5 + i} 0 R" for i in range(pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode(),
+        f"<< /Length {len(stream)} /Filter /FlateDecode >>\nstream\n".encode()
+        + stream
+        + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    page = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R "
+        b"/Resources << /Font << /F1 4 0 R >> >> >>"
+    )
+    objects += [page] * pages
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(f"{number} 0 obj\n".encode() + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
+    for offset in offsets:
+        out.write(f"{offset:010d} 00000 n \n".encode())
+    out.write(
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
+    return out.getvalue()
+
+
+def mpo(width: int = 40, height: int = 30) -> bytes:
+    """A phone camera's JPEG as Pillow names it: MPO (a main picture and a second frame)."""
+    out = io.BytesIO()
+    first = Image.new("RGB", (width, height), (10, 120, 200))
+    second = Image.new("RGB", (width, height), (200, 120, 10))
+    first.save(out, "MPO", save_all=True, append_images=[second])
+    return out.getvalue()

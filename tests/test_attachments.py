@@ -481,9 +481,10 @@ def test_files_go_out_with_the_export_and_come_back_with_the_import(
     rows = list(Attachment.objects.filter(owner=bob).order_by("id"))
     assert [(r.name, r.kind) for r in rows] == [
         ("notes.txt", "text"),
-        ("report.pdf", "pdf"),
+        ("report.pdf.txt", "pdf"),  # its text came back, not the PDF: named so
         ("chart.png", "image"),
     ]
+    assert rows[1].content_type.startswith("text/plain")
     assert {r.message.conversation_id for r in rows if r.message is not None} == {copy.pk}
     assert all(r.message_id is not None for r in rows)
     assert "Spring tides are higher" in rows[1].text
@@ -501,7 +502,11 @@ def test_files_go_out_with_the_export_and_come_back_with_the_import(
 
     history = images_inline(message_selectors.message_history_for_upstream(answer_id=answer.pk))
     original_history = message_selectors.message_history_for_upstream(answer_id=turn.answer.pk)
-    assert history == images_inline(original_history)
+    original_history = images_inline(original_history)
+    original_history[-1]["content"][0]["text"] = original_history[-1]["content"][0]["text"].replace(
+        "PDF: report.pdf\n", "PDF: report.pdf.txt\n"
+    )
+    assert history == original_history
     assert history[-1]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
 
 
@@ -682,3 +687,113 @@ def test_more_files_in_one_upload_than_a_message_carries_are_refused(settings: A
     assert response.status_code == 422
     assert "A message may carry 2 files at most" in response.content.decode()
     assert Attachment.objects.count() == 0
+
+
+# --- review fixes: bounded work, names, requests ------------------------------------------
+def test_a_pdf_that_costs_minutes_of_cpu_is_refused_within_the_time_limit(
+    settings: Any, stored: Path
+) -> None:
+    import time
+
+    settings.CHATSITE_ATTACHMENT_INSPECT_SECONDS = 2
+    bomb = files.operator_bomb_pdf()
+    assert len(bomb) < 30_000  # a few KB, minutes of text extraction
+    started = time.monotonic()
+    response = upload(client_for(make_user()), "slow.pdf", bomb)
+    assert time.monotonic() - started < 6
+    assert response.status_code == 422
+    assert "This PDF takes too long to read" in response.content.decode()
+    assert "slow.pdf" in response.content.decode()
+    assert Attachment.objects.count() == 0
+    assert stored_files(stored) == []
+    # The next, ordinary files are read as before.
+    client = client_for(make_user("next"))
+    assert uploaded_id(upload(client, "fine.pdf", files.pdf(["Calm seas"])))
+    assert uploaded_id(upload(client, "fine.png", files.png()))
+
+
+def test_a_big_image_is_kept_scaled_down_to_the_useful_size(settings: Any) -> None:
+    import io
+
+    from PIL import Image
+
+    settings.CHATSITE_ATTACHMENT_IMAGE_MAX_SIDE = 256
+    out = io.BytesIO()
+    Image.new("RGBA", (3000, 1500), (20, 40, 60, 255)).save(out, "PNG")
+    client = client_for(make_user())
+    row = Attachment.objects.get(public_id=uploaded_id(upload(client, "wide.png", out.getvalue())))
+    assert (row.width, row.height) == (256, 128)
+    with row.file.open("rb") as handle, Image.open(handle) as kept:
+        assert kept.size == (256, 128)
+    # A JPEG stays a JPEG, scaled down too, and no larger than it came.
+    photo = files.jpeg(2400, 1800)
+    row = Attachment.objects.get(public_id=uploaded_id(upload(client, "photo.jpg", photo)))
+    assert (row.content_type, row.width, row.height) == ("image/jpeg", 256, 192)
+    assert row.size < len(photo)
+
+
+def test_a_phone_cameras_jpeg_mpo_is_read_as_a_jpeg() -> None:
+    client = client_for(make_user())
+    row = Attachment.objects.get(public_id=uploaded_id(upload(client, "IMG_0001.jpg", files.mpo())))
+    assert (row.kind, row.content_type, row.width, row.height) == ("image", "image/jpeg", 40, 30)
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("a\r\nSet-Cookie: x=1.txt", "a Set-Cookie: x=1.txt"),
+        ("evil\u202etxt.exe", "eviltxt.exe"),
+        ("zero\u200bwidth\ufeff.md", "zerowidth.md"),
+        ("tab\tand   spaces\u2028.txt", "tab and spaces .txt"),
+    ],
+)
+def test_a_file_name_keeps_no_line_breaks_nor_invisible_characters(given: str, shown: str) -> None:
+    from conversations import attachments
+
+    assert attachments.name_clean(given) == shown
+    if "\u202e" in given:  # (the test client's multipart mangles control characters itself)
+        row_id = uploaded_id(upload(client_for(make_user()), given, b"hello"))
+        assert Attachment.objects.get(public_id=row_id).name == shown
+
+
+def test_only_the_most_recent_images_go_with_a_request(settings: Any) -> None:
+    from conversations import message_selectors, turn_services
+
+    settings.CHATSITE_VISION_MODELS = ["*"]
+    settings.CHATSITE_ATTACHMENT_IMAGES_PER_REQUEST = 2
+    alice = make_user("alice")
+    client = client_for(alice)
+    chips = [uploaded_id(upload(client, f"{n}.png", files.png(3 + n, 2))) for n in (1, 2, 3)]
+    turn = turn_services.conversation_start(
+        owner=alice,
+        model="fake-model",
+        system_prompt="",
+        text="Compare them",
+        generation_channel="",
+        attachment_ids=chips,
+    )
+    content = message_selectors.message_history_for_upstream(answer_id=turn.answer.pk)[-1][
+        "content"
+    ]
+    assert content[0]["text"] == (
+        "[Image 1.png left out: only the 2 most recent images are sent.]\n\nCompare them"
+    )
+    assert [p["type"] for p in content] == ["text", "image_url", "image_url"]
+
+
+def test_a_sideways_photo_is_kept_upright_without_its_exif() -> None:
+    import io
+
+    from PIL import Image
+
+    picture = Image.new("RGB", (40, 20), (10, 120, 200))
+    exif = picture.getexif()
+    exif[0x0112] = 6  # "turn 90° to show": what a phone held upright writes
+    out = io.BytesIO()
+    picture.save(out, "JPEG", exif=exif.tobytes())
+    client = client_for(make_user())
+    row = Attachment.objects.get(public_id=uploaded_id(upload(client, "up.jpg", out.getvalue())))
+    assert (row.width, row.height) == (20, 40)
+    with row.file.open("rb") as handle, Image.open(handle) as kept:
+        assert kept.size == (20, 40)
+        assert dict(kept.getexif()) == {}

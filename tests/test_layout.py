@@ -92,6 +92,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "conversations.rendering",
             "conversations.formulas",
             "conversations.code_blocks",
+            "conversations.inspecting",  # also run alone, in a child process: no Django
             *APPS,
         ),
     ),
@@ -184,3 +185,19 @@ def test_no_modules_import_each_other_round_a_loop() -> None:
         if module not in state:
             visit(module, [module])
     assert not loops, "\n".join(" -> ".join(loop) for loop in loops)
+
+
+def test_the_file_checker_run_in_a_child_process_needs_no_django() -> None:
+    # conversations/inspecting.py runs alone (python -I), without the project's settings.
+    tree = ast.parse((ROOT / "conversations" / "inspecting.py").read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+    }
+    assert not imported & {"django", "chatsite", "conversations", "accounts", "moderation", ""}

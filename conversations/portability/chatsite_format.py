@@ -262,6 +262,10 @@ def _attachment(raw: dict[str, Any], at: str) -> tuple[str, Inspected]:
         text = _text(raw.get("text"), where, "text", settings.CHATSITE_ATTACHMENT_TEXT_CHARS)
         if not text:
             raise ImportRefused(f"{where} has no text.")
+        if kind == attachments.PDF and not name.lower().endswith(".txt"):
+            # An export carries a PDF's text, not the PDF: it comes back as its text,
+            # named so (its download is a text file, which a `.pdf` name would belie).
+            name = attachments.name_clean(f"{name}.txt")
         inspected = Inspected(
             kind=kind,
             content_type="text/plain; charset=utf-8",
