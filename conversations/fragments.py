@@ -90,10 +90,11 @@ def feedback_html(*, error: str = "", accepted_key: str = "") -> str:
 
 
 def conversation_header_html(conversation: Conversation) -> str:
-    """The page header of a conversation whose title changed (its own tabs)."""
-    return (
-        f'<h1 id="conversation-title" hx-swap-oob="true">{escape(conversation.display_title)}</h1>'
-    )
+    """The page header of a conversation whose title changed (its own tabs): the same
+    heading as conversation.html's title_area, its class included (without it the new
+    title was an unstyled h1 filling a phone's top bar)."""
+    title = escape(conversation.display_title)
+    return f'<h1 id="conversation-title" class="chat-title" hx-swap-oob="true">{title}</h1>'
 
 
 def nav_title_html(conversation: Conversation) -> str:

@@ -60,6 +60,8 @@ async def test_after_the_first_answer_the_model_titles_the_conversation_live(
         i for i, f in enumerate(socket.frames) if final_frame(f)
     )
     assert ">Slow Bread Baking</h1>" in title_frame
+    # Styled as the page's own heading is.
+    assert '<h1 id="conversation-title" class="chat-title"' in title_frame
     nav = await socket.receive_until(lambda f: f'id="nav-title-{conversation.public_id}"' in f)
     assert ">Slow Bread Baking</span>" in nav
     saved = await refreshed(conversation)
