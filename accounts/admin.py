@@ -108,6 +108,7 @@ class QuotaAdmin(admin.ModelAdmin):
         "concurrent_answers",
         "attachment_bytes",
         "attachment_file_bytes",
+        "attachment_files",
     )
     list_select_related = ("user", "group")
     raw_id_fields = ("user",)

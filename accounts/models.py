@@ -62,6 +62,9 @@ class Quota(models.Model):
     attachment_file_bytes = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="Bytes one attached file may have."
     )
+    attachment_files = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Attached files the user may keep in all."
+    )
 
     class Meta:
         constraints = [

@@ -23,6 +23,7 @@ LIMITS = (
     "concurrent_answers",
     "attachment_bytes",
     "attachment_file_bytes",
+    "attachment_files",
 )
 
 
@@ -34,6 +35,7 @@ class Limits:
     concurrent_answers: int
     attachment_bytes: int  # all the attached files a user keeps
     attachment_file_bytes: int  # one attached file
+    attachment_files: int  # how many attached files a user keeps
 
 
 def _defaults() -> dict[str, int]:
@@ -44,6 +46,7 @@ def _defaults() -> dict[str, int]:
         "concurrent_answers": settings.CHATSITE_MAX_CONCURRENT_ANSWERS,
         "attachment_bytes": settings.CHATSITE_ATTACHMENT_USER_BYTES,
         "attachment_file_bytes": settings.CHATSITE_ATTACHMENT_MAX_BYTES,
+        "attachment_files": settings.CHATSITE_ATTACHMENT_USER_FILES,
     }
 
 

@@ -244,6 +244,8 @@ def _settings_page(
     context["files_used"] = attachment_selectors.attachment_bytes_used(owner_id=user.pk)
     context["files_quota"] = limits.attachment_bytes
     context["file_quota"] = limits.attachment_file_bytes
+    context["files_count"] = attachment_selectors.attachment_files_used(owner_id=user.pk)
+    context["files_count_quota"] = limits.attachment_files
     job = (
         context["import_job"]
         if "import_job" in context

@@ -57,6 +57,11 @@ def attachment_bytes_used(*, owner_id: int) -> int:
     return sum(size for _name, size in rows)
 
 
+def attachment_files_used(*, owner_id: int) -> int:
+    """How many files the user keeps (a file an edit carried over counts once)."""
+    return Attachment.objects.filter(owner_id=owner_id).values("file").distinct().count()
+
+
 def attachment_pending_count(*, owner_id: int) -> int:
     return Attachment.objects.filter(owner_id=owner_id, message__isnull=True).count()
 

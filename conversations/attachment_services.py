@@ -53,6 +53,7 @@ def attachment_room_check(*, owner_id: int, name: str, size: int) -> None:
         raise AttachmentRefused(
             f"You have {waiting} files waiting to be sent. Send them, or remove some."
         )
+    _file_count_check(owner_id=owner_id, adding=1, limit=limits.attachment_files)
     cap = limits.attachment_bytes
     used = attachment_selectors.attachment_bytes_used(owner_id=owner_id)
     if cap and used + size > cap:
@@ -60,6 +61,18 @@ def attachment_room_check(*, owner_id: int, name: str, size: int) -> None:
             f"Your files would take {filesizeformat(used + size)}; you may keep "
             f"{filesizeformat(cap)} of attached files. Delete conversations with files you "
             "no longer need, then try again."
+        )
+
+
+def _file_count_check(*, owner_id: int, adding: int, limit: int) -> None:
+    """The owner's quota of files kept (0: no limit)."""
+    if not limit:
+        return
+    kept = attachment_selectors.attachment_files_used(owner_id=owner_id)
+    if kept + adding > limit:
+        raise AttachmentRefused(
+            f"You keep {kept} attached file{'s' if kept != 1 else ''}; you may keep {limit}. "
+            "Delete conversations with files you no longer need, then try again."
         )
 
 
@@ -226,6 +239,7 @@ def attachments_import(
     limits = quotas.limits_for(user_id=owner_id)
     for _, name, inspected in files:
         _file_size_check(name=name, size=len(inspected.data), limit=limits.attachment_file_bytes)
+    _file_count_check(owner_id=owner_id, adding=len(files), limit=limits.attachment_files)
     cap = limits.attachment_bytes
     used = attachment_selectors.attachment_bytes_used(owner_id=owner_id)
     adding = sum(len(inspected.data) for _, _, inspected in files)

@@ -117,6 +117,23 @@ def test_an_import_is_held_to_the_owners_file_quota_not_the_default(settings: An
     assert len(stored_files(root)) == 1
 
 
+def test_how_many_files_a_user_keeps_counts_against_her_quota(settings: Any) -> None:
+    settings.CHATSITE_ATTACHMENT_USER_FILES = 3
+    counted, roomy = make_user("counted"), make_user("roomy")
+    Quota.objects.create(user=roomy, attachment_files=0)  # 0: no limit
+    client = client_for(counted)
+    for n in range(3):
+        uploaded_id(upload(client, f"{n}.txt", b"x"))
+    refused = upload(client, "3.txt", b"x")
+    assert refused.status_code == 422
+    assert "You keep 3 attached files; you may keep 3." in refused.content.decode()
+    assert Attachment.objects.filter(owner=counted).count() == 3
+    for n in range(4):
+        uploaded_id(upload(client_for(roomy), f"{n}.txt", b"x"))
+    page = client.get("/settings/").content.decode()
+    assert "3 of 3 files" in page
+
+
 def test_the_settings_page_shows_the_files_kept_against_the_quota() -> None:
     user = make_user()
     Quota.objects.create(user=user, attachment_bytes=200 * 1024 * 1024)
