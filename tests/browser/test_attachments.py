@@ -196,7 +196,7 @@ def test_a_shared_messages_files_are_chips_that_are_not_links_and_settings_shows
             settings_page = watched(owner)
             settings_page.goto(f"{base}/settings/")
             usage = settings_page.locator("[data-files-usage]")
-            expect(usage).to_have_text("Files: 7.0\xa0KB of 190.7\xa0MB")
+            expect(usage).to_have_text("Files: 7.0\xa0KB of 190.7\xa0MB, 1 of 1000 files")
             assert settings_page.evaluate("document.documentElement.scrollWidth") <= width
             settings_page.locator("#data-heading").scroll_into_view_if_needed()
             settings_page.screenshot(path=str(ARTIFACTS / f"settings-files-{width}-{scheme}.png"))
