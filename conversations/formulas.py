@@ -226,6 +226,9 @@ def _linear(rule: Any, opening: str) -> Any:
     failed_key = f"math_failed_{opening}"
 
     def linear_rule(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+        begin = state.bMarks[start_line] + state.tShift[start_line]
+        if not state.src.startswith(opening, begin):
+            return False  # asked of every line of every block: the common answer, first
         failed = state.env.get(failed_key)
         if failed is not None and failed[0] < start_line < failed[1]:
             return False  # no line up to the blank one below closes a formula
@@ -234,8 +237,7 @@ def _linear(rule: Any, opening: str) -> Any:
         if silent:
             del state.tokens[tokens:]
             state.line = line
-        begin = state.bMarks[start_line] + state.tShift[start_line]
-        if not matched and state.src.startswith(opening, begin):
+        if not matched:
             last = start_line + 1
             while last < end_line and not state.isEmpty(last):
                 last += 1

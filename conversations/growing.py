@@ -16,14 +16,9 @@ from html import escape
 
 from .code_blocks import code_block, language
 from .formulas import CLOSING
-from .rendering import render, render_inline
+from .rendering import BLOCK_LINE, NOT_PLAIN, render, render_inline
 from .splitting import FENCE_OPEN, MATH_OPEN, InlineScan, closed_inline
 
-# Text that CommonMark (+ tables, strikethrough; raw HTML, linkify and typographer off)
-# can only read as one plain paragraph: no inline syntax, no hard break, no blank line,
-# and no line that could open or underline a block.
-_NOT_PLAIN = re.compile(r"[\\`*_\[\]<>&~|$]| \n|\n[ \t]*\n")
-_BLOCK_LINE = re.compile(r"^ {0,3}[ \t#>+*=\d`~-]", re.MULTILINE)
 _FENCE_START = re.compile(r"^ {0,3}(`{3,}|~{3,})([^\n`]*)\n")
 
 
@@ -34,7 +29,7 @@ def render_tail(text: str) -> str:
     block is always rendered whole by render(), highlighting included."""
     if not text.strip():
         return ""
-    if not _NOT_PLAIN.search(text) and not _BLOCK_LINE.search(text):
+    if not NOT_PLAIN.search(text) and not BLOCK_LINE.search(text):
         lines = "\n".join(line.strip() for line in text.strip().split("\n"))
         return f"<p>{escape(lines, quote=False)}</p>\n"
     fence = _FENCE_START.match(text)
