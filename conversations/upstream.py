@@ -128,6 +128,10 @@ async def open_stream(
         messages=cast("list[ChatCompletionMessageParam]", messages),
         stream=True,
         stream_options={"include_usage": True},
+        # A compressed body is read through httpx2's decoder, lazily: between two frames
+        # nothing reads it, and bytes still in the kernel are lost if the connection is
+        # reset. Uncompressed, aiohttp takes every byte as it arrives (upstream_sse).
+        extra_headers={"Accept-Encoding": "identity"},
     )
     if record is not None:
         record.request()

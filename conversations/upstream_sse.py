@@ -15,6 +15,7 @@ import aiohttp
 import httpx2
 import jiter
 import openai
+from httpx2._client import BoundAsyncStream
 
 from .upstream_errors import UPSTREAM_EXCEPTIONS, UpstreamError, classify
 
@@ -97,20 +98,37 @@ class ChatStream:
         self._response = response
         self.request_id = request_id
         self._record = record
+        self._body = _raw_body(response.http_response)
+        self._read = 0  # bytes read from _body
+
+    def ready(self) -> bool:
+        """Whether reading on would not wait: bytes (or the end) arrived since the last
+        read. False when it cannot tell (another transport)."""
+        body = self._body
+        return body is not None and (body.total_bytes > self._read or body.is_eof())
 
     async def batches(self) -> AsyncIterator[list[StreamEvent]]:
         """The events of each network read, together. A reader that pauses between reads
         gets everything that arrived meanwhile in one read: the transport's cost is per
         read, not per event, so pausing until the next frame is due is nearly free."""
         parser = SSEParser()
-        body = _raw_body(self._response.http_response)
+        body = self._body
         chunks = self._response.http_response.aiter_bytes() if body is None else None
+        failure: BaseException | None = None
         try:
             while True:
                 if body is not None:
-                    chunk = await body.readany()
+                    try:
+                        chunk = await body.readany()
+                    except UPSTREAM_EXCEPTIONS as exc:
+                        # The reader waits between frames: what arrived before the
+                        # connection failed is still unread, and it is the answer's.
+                        chunk, failure = _unread(body), exc
+                        if not chunk:
+                            raise
                     if not chunk:
                         return
+                    self._read += len(chunk)
                 else:
                     assert chunks is not None
                     chunk = await anext(chunks, b"")
@@ -139,6 +157,8 @@ class ChatStream:
                     )
                 if done:
                     return
+                if failure is not None:
+                    raise failure
         except UPSTREAM_EXCEPTIONS as exc:
             raise classify(exc, request_id=self.request_id) from exc
 
@@ -152,10 +172,22 @@ def _raw_body(response: httpx2.Response) -> aiohttp.StreamReader | None:
     four async generators and a decoder per read. Not when the body is compressed (httpx2
     decodes it) or the transport is another (tests/test_private_names.py pins the name)."""
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    raw = getattr(response.stream, "_aiohttp_response", None)
+    stream = response.stream
+    if isinstance(stream, BoundAsyncStream):
+        stream = stream._stream  # httpx2's wrapper that only times the body
+    raw = getattr(stream, "_aiohttp_response", None)
     if encoding not in ("", "identity") or not isinstance(raw, aiohttp.ClientResponse):
         return None
     return raw.content
+
+
+def _unread(body: aiohttp.StreamReader) -> bytes:
+    """What reached aiohttp's buffer and was not read yet, once readany() raises the
+    connection's failure instead (tests/test_private_names.py pins these names)."""
+    chunks = []
+    while body._buffer:
+        chunks.append(body._read_nowait_chunk(-1))
+    return b"".join(chunks)
 
 
 class SSEParser:

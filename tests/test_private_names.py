@@ -86,10 +86,15 @@ async def test_the_sdk_aiohttp_response_body_upstream_reads_still_exists() -> No
     # the SDK's httpx2 response (`_aiohttp_response`); if it moved, reads fall back to
     # httpx2's iterator, slower but correct, and this test says so.
     import aiohttp
+    from httpx2._client import BoundAsyncStream
     from openai._vendor.httpx_aiohttp.transport import AiohttpResponseStream
 
     assert "_aiohttp_response" in inspect.getsource(AiohttpResponseStream.__init__)
+    assert "self._stream = stream" in inspect.getsource(BoundAsyncStream.__init__)
     assert callable(aiohttp.StreamReader.readany)
+    # What arrived before a dropped connection (upstream_sse._unread).
+    assert "self._buffer" in inspect.getsource(aiohttp.StreamReader.__init__)
+    assert callable(aiohttp.StreamReader._read_nowait_chunk)
 
 
 @pytest.mark.parametrize("package", ["channels", "channels-redis", "twisted", "daphne", "openai"])

@@ -319,7 +319,7 @@ async def test_an_answer_is_saved_even_if_its_last_words_cannot_be_sent(
 ) -> None:
     from conversations.streaming import generation
 
-    fake.enqueue(Stream(["all ", "of ", "it"], interval=0.001))
+    fake.enqueue(Stream(["every ", "single ", "word"], interval=0.05))
     real = generation.Generation._publish_delta
 
     async def failing_at_the_end(self: Any) -> None:
@@ -328,14 +328,18 @@ async def test_an_answer_is_saved_even_if_its_last_words_cannot_be_sent(
         await real(self)
 
     monkeypatch.setattr(generation.Generation, "_publish_delta", failing_at_the_end)
-    monkeypatch.setattr(generation, "frame_interval", lambda: 5.0)  # words left pending
+    # The first words go out at once; the next wait for a frame that is not due yet.
+    monkeypatch.setattr(generation, "frame_interval", lambda: 5.0)
     user = await sync_to_async(make_user)()
     conversation = await conversation_for(user)
     _, socket = await open_socket(conversation, user)
-    await socket.send_json({"action": "send", "message": "say it all"})
+    await socket.send_json({"action": "send", "message": "say it"})
+    await socket.receive_until(lambda frame: "every" in frame)
+    await asyncio.sleep(0.3)  # "single" is read, and waits for its frame
+    await socket.send_json({"action": "stop"})
     final = await socket.receive_until(final_frame)
     saved = await answer(conversation)
-    assert (saved.status, saved.content) == ("complete", "all of it")
-    assert "all of it" in norm(text_of(final, saved.pk))
+    assert (saved.status, saved.content) == ("stopped", "every single ")
+    assert "every single" in norm(text_of(final, saved.pk))
     assert "could not be sent" in caplog.text
     await socket.close()

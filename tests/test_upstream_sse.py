@@ -154,3 +154,53 @@ async def test_a_service_that_cannot_be_reached_is_not_a_lost_connection() -> No
     assert caught.value.kind is upstream_errors.ErrorKind.UNREACHABLE
     assert caught.value.user_message == "Could not reach the model service."
     assert caught.value.retryable
+
+
+async def test_the_body_is_read_straight_from_aiohttp_under_the_sdk(fake: FakeUpstream) -> None:
+    # httpx2 wraps the transport's stream (BoundAsyncStream): unless it is unwrapped, every
+    # read goes through httpx2's four async iterators instead, silently and slower.
+    fake.enqueue(Stream(["straight"]))
+    stream = await upstream.open_stream(_config(fake), model="m", messages=MESSAGES)
+    try:
+        assert stream._body is not None
+        assert [e.text async for events in stream.batches() for e in events if e.text] == [
+            "straight"
+        ]
+    finally:
+        await stream.close()
+
+
+async def test_text_that_arrived_while_the_reader_paused_survives_a_dropped_connection(
+    fake: FakeUpstream,
+) -> None:
+    # A generation does not read between frames; when the connection drops meanwhile,
+    # aiohttp raises the failure before handing over what it already had.
+    import asyncio
+
+    fake.enqueue(Stream([f"p{i} " for i in range(8)], interval=0.01, drop_after=5))
+    stream = await upstream.open_stream(_config(fake), model="m", messages=MESSAGES)
+    texts: list[str] = []
+    ready_after_pause = False
+
+    async def read_pausing() -> None:
+        nonlocal ready_after_pause
+        async for events in stream.batches():
+            texts.extend(event.text for event in events if event.text)
+            if texts == ["p0 "]:
+                await asyncio.sleep(0.3)  # the rest arrives, then the connection drops
+                ready_after_pause = stream.ready()
+
+    try:
+        with pytest.raises(upstream_errors.UpstreamError):
+            await read_pausing()
+    finally:
+        await stream.close()
+    assert ready_after_pause
+    assert "".join(texts) == "p0 p1 p2 p3 p4 "
+
+
+async def test_the_stream_is_asked_for_uncompressed(fake: FakeUpstream) -> None:
+    # A compressed body would be read lazily through httpx2's decoder (see upstream.py).
+    fake.enqueue(Stream(["plain"]))
+    await _read(fake)
+    assert fake.completions()[0].headers["accept-encoding"] == "identity"

@@ -6,7 +6,8 @@ A generation is an asyncio task of its own, independent of any socket:
   retrying, within a time budget) and appends each chunk's text to its buffer;
 * it publishes frames to the conversation's group: the first text at once, then at most
   one frame every `frame_interval()`, each carrying only the new text (so a frame's cost
-  never grows with the answer);
+  never grows with the answer); between two frames it does not read, and reads what
+  arrived meanwhile at once when the next is due;
 * it checkpoints the text to the database about every CHATSITE_CHECKPOINT_INTERVAL;
 * it listens on a channel of its own, whose name is stored on the answer, so that a Stop
   or a snapshot request from any tab in any process reaches it;
@@ -118,7 +119,7 @@ class Generation:
     _pending: list[str] = field(default_factory=list)  # received, not yet sent
     _length: int = 0
     _received_text: bool = False
-    _dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    _next_frame: float = float("-inf")  # the event loop's time the next frame is due
     _stop_requested: bool = False
     _closing: bool = False
     _reader: asyncio.Task[None] | None = None
@@ -188,7 +189,6 @@ class Generation:
     async def run(self) -> None:
         helpers = [
             asyncio.create_task(self._listen(), name=f"answer-{self.answer.pk}-control"),
-            asyncio.create_task(self._flush_loop(), name=f"answer-{self.answer.pk}-frames"),
             asyncio.create_task(
                 self.moderation.loop(self._published_text), name=f"answer-{self.answer.pk}-screen"
             ),
@@ -285,6 +285,7 @@ class Generation:
         started = time.monotonic()
         max_chars = settings.CHATSITE_MAX_ANSWER_CHARS
         max_seconds = settings.CHATSITE_MAX_ANSWER_SECONDS
+        loop = asyncio.get_running_loop()
         try:
             async for events in stream.batches():
                 for event in events:
@@ -299,6 +300,18 @@ class Generation:
                         f"The answer reached this site's time limit ({max_seconds:.0f} s) "
                         "and was ended."
                     )
+                if not self._pending:
+                    continue
+                wait = self._next_frame - loop.time()
+                if wait > 0:
+                    # Not due: wait for the frame rather than read each chunk as it comes.
+                    # What arrives meanwhile is read in one go (one wake-up per frame, not
+                    # per chunk) and goes out in the frame it would have gone out in.
+                    await asyncio.sleep(wait)
+                    if stream.ready():
+                        continue  # read it first: it belongs in this frame
+                await self._publish_delta()
+                self._next_frame = loop.time() + frame_interval()
         finally:
             # Runs on Stop too (CancelledError): the upstream must see us hang up.
             await stream.close()
@@ -310,7 +323,6 @@ class Generation:
             self._received_text = True
             self._pending.append(event.text)
             self._length += len(event.text)
-            self._dirty.set()
         if event.finish_reason:
             self.finish_reason = event.finish_reason
         if event.usage is not None:
@@ -372,15 +384,6 @@ class Generation:
         self.note = note
         await self._publish(fragments.message_note_html(self.answer.pk, note))
 
-    async def _flush_loop(self) -> None:
-        while not self._closing:
-            await self._dirty.wait()
-            if self._closing:
-                return
-            self._dirty.clear()
-            await self._publish_delta()
-            await asyncio.sleep(frame_interval())
-
     async def _publish_delta(self) -> None:
         if not self._pending:
             return
@@ -413,7 +416,6 @@ class Generation:
     # --- the end --------------------------------------------------------------------------
     async def _finish(self, outcome: Outcome, helpers: list[asyncio.Task[Any]]) -> None:
         self._closing = True
-        self._dirty.set()  # wake the flusher so that it sees it must end
         for task in helpers:
             task.cancel()
         # Bounded: a library that swallows a cancellation (seen with the Redis client)
