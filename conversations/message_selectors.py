@@ -172,12 +172,16 @@ def message_get(*, conversation: Conversation, message_id: Any) -> Message | Non
     return conversation.messages.filter(pk=pk).first()
 
 
-def message_history_for_upstream(*, answer_id: int) -> list[dict[str, Any]]:
+def message_history_for_upstream(
+    *, answer_id: int, answer: Message | None = None
+) -> list[dict[str, Any]]:
     """What the model is sent for an answer: the conversation's system prompt, then the
     path of versions that leads to the answer (never other versions), empty turns left out.
     A user message with files is sent with them (attachment_selectors.with_files).
+    `answer`: the answer with its conversation, when the caller has just written both.
     """
-    answer = Message.objects.select_related("conversation").get(pk=answer_id)
+    if answer is None or answer.pk != answer_id:
+        answer = Message.objects.select_related("conversation").get(pk=answer_id)
     rows = list(
         Message.objects.filter(conversation_id=answer.conversation_id)
         .order_by("id")

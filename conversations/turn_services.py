@@ -39,6 +39,8 @@ class Turn:
     answer: Message
     # False when the submission was a duplicate (same client key): nothing was created.
     created: bool = True
+    # Whether the user's message may have files (False: none was linked or carried).
+    has_files: bool = True
 
 
 def _rate_check(*, owner_id: int, new_user_message: bool) -> None:
@@ -120,7 +122,7 @@ def turn_start(
                         )
                     )
                 )
-                .values("busy", "model", "system_prompt", "leaf_id")
+                .values("busy", "model", "system_prompt", "leaf_id", "title")
                 .get()
             )
             if state["busy"]:
@@ -150,8 +152,10 @@ def turn_start(
             linked = attachment_services.attachments_link(
                 message=user_message, ids=attachment_ids, model=model or conversation.model
             )
+            carried = False
             if edited is not None and not linked:
                 attachment_services.attachments_carry(source_id=edited.pk, message=user_message)
+                carried = True
             quotas.record_message(user_id=conversation.owner_id)
             answer = Message.objects.create(
                 conversation=conversation,
@@ -163,11 +167,17 @@ def turn_start(
                 heartbeat_at=now,
             )
             # Queryset updates, not save(): this object may be stale (a title written by
-            # the model since it was loaded must not be overwritten).
-            Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, leaf=answer)
-            Conversation.objects.filter(pk=conversation.pk, title="").update(
-                title=_title_from(text), title_source=Conversation.TitleSource.WORDS
+            # the model since it was loaded must not be overwritten). One update when the
+            # conversation still has no title, unless one arrived since `state` was read.
+            here = Conversation.objects.filter(pk=conversation.pk)
+            titled = not state["title"] and here.filter(title="").update(
+                updated_at=now,
+                leaf=answer,
+                title=_title_from(text),
+                title_source=Conversation.TitleSource.WORDS,
             )
+            if not titled:
+                here.update(updated_at=now, leaf=answer)
             conversation.leaf = answer
     except IntegrityError as exc:
         if client_key:
@@ -175,7 +185,7 @@ def turn_start(
             if earlier is not None:  # the same submission, racing itself
                 return earlier
         raise ConversationBusy from exc
-    return Turn(user_message=user_message, answer=answer)
+    return Turn(user_message=user_message, answer=answer, has_files=bool(linked) or carried)
 
 
 def conversation_start(

@@ -46,23 +46,33 @@ class _Prepared:
 
 
 def _prepare(
-    answer: Message, question: Message | None = None, *, new_leaves: bool = False
+    answer: Message,
+    question: Message | None = None,
+    *,
+    new_leaves: bool = False,
+    question_files: bool = True,
 ) -> _Prepared:
     # In the same trip to the database thread as the write that made the answer: each
-    # trip is time the reader waits for the first token.
+    # trip, and each query, is time the reader waits for the first token.
     def view(message: Message) -> MessageView:
         if new_leaves:
             # A message sent after the leaf, and its answer: no other versions, no verdict.
+            files = message is question and question_files
             return MessageView(
                 message,
                 Versions.of(message.pk, [message.pk]),
-                attachments=attachment_selectors.message_attachments(message=message),
+                attachments=attachment_selectors.message_attachments(message=message)
+                if files
+                else (),
             )
         return message_selectors.message_view(message=message)
 
     return _Prepared(
         answer=view(answer),
-        history=message_selectors.message_history_for_upstream(answer_id=answer.pk),
+        # The answer was just written, with its conversation read afresh: not read again.
+        history=message_selectors.message_history_for_upstream(
+            answer_id=answer.pk, answer=answer if new_leaves else None
+        ),
         question=view(question) if question is not None else None,
     )
 
@@ -165,7 +175,12 @@ async def turn_send(
         )
         if not turn.created:
             return turn, None
-        return turn, _prepare(turn.answer, turn.user_message, new_leaves=edit_of is None)
+        return turn, _prepare(
+            turn.answer,
+            turn.user_message,
+            new_leaves=edit_of is None,
+            question_files=turn.has_files,
+        )
 
     turn, prepared = await database_sync_to_async(start)()
     if prepared is None:
@@ -208,7 +223,9 @@ async def conversation_start(
             generation_channel=channel,
             attachment_ids=attachment_ids,
         )
-        return turn, _prepare(turn.answer, turn.user_message, new_leaves=True)
+        return turn, _prepare(
+            turn.answer, turn.user_message, new_leaves=True, question_files=turn.has_files
+        )
 
     turn, prepared = await database_sync_to_async(start)()
     await _launch(
