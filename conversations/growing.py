@@ -16,7 +16,14 @@ from html import escape
 
 from .code_blocks import code_block, language
 from .formulas import CLOSING
-from .rendering import BLOCK_LINE, NOT_PLAIN, render, render_inline
+from .rendering import (
+    BLOCK_LINE,
+    NOT_PLAIN,
+    inline_simple,
+    opens_nothing,
+    render,
+    render_inline,
+)
 from .splitting import FENCE_OPEN, MATH_OPEN, InlineScan, closed_inline
 
 _FENCE_START = re.compile(r"^ {0,3}(`{3,}|~{3,})([^\n`]*)\n")
@@ -50,6 +57,7 @@ _TABLE_DELIMITER = re.compile(r"^ {0,3}\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \
 _ITEM_START = re.compile(r"^( {0,3})(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)", re.MULTILINE)
 _OUTER_LIST = re.compile(r"^\s*(<(?:ul|ol)\b[^>]*>)\n?(.*)</(?:ul|ol)>\s*$", re.DOTALL)
 _SIMPLE_ITEM = re.compile(r"^ {0,3}(?:[-+*]|\d{1,9}[.)])[ \t]+([^\n]*)\n?$")
+_ONE_SPACE_ITEM = re.compile(r"^ {0,3}(?:[-+*]|\d{1,9}[.)]) \S")
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _TBODY = re.compile(r"<tbody>\n?(.*)</tbody>", re.DOTALL)
 _PARAGRAPH_START = re.compile(r"^ {0,3}[^\s#>+*=_|`~\d-]")
@@ -71,7 +79,8 @@ def _inline(text: str) -> str:
         return ""
     if not _INLINE_SYNTAX.search(text):
         return escape(text, quote=False)
-    return render_inline(text)
+    simple = inline_simple(text)
+    return render_inline(text) if simple is None else simple
 
 
 _CLOSING_ARRIVING = re.compile(r"(?:\$+|\\\]?)[ \t]*$")
@@ -325,6 +334,11 @@ class GrowingBlock:
         if simple is not None and not _INLINE_SYNTAX.search(simple.group(1)):
             # "- a plain item" (most live items): its HTML without the parser.
             return f"<li>{escape(simple.group(1).strip(), quote=False)}</li>\n"
+        if simple is not None and _ONE_SPACE_ITEM.match(text):
+            words = simple.group(1).rstrip()
+            inline = inline_simple(words) if opens_nothing(words) else None
+            if inline is not None:  # "- **Name**: words" and the like
+                return f"<li>{inline}</li>\n"
         match = _OUTER_LIST.match(render(_closed_last_line(text) if live else text))
         return match.group(2) if match else f"<li>{_inline(closed_inline(text.strip()))}</li>"
 

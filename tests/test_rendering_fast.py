@@ -9,7 +9,7 @@ import random
 import pytest
 
 from conversations import rendering
-from conversations.rendering import _MD, render, sanitize
+from conversations.rendering import _MD, inline_simple, render, render_inline, sanitize
 
 
 def slow(text: str) -> str:
@@ -29,6 +29,9 @@ SIMPLE = [
     "* a\n* b\n",
     "+ only\n",
     "Unicode: café, 東京, emoji 🙂\n",
+    " zq1 zq2 **zq3 zq4 zq5**, zq6 `zq8` [zq12](https://example.com/12) zq13.\n\n",
+    "**Note:** the `x < y` case, see [the docs](https://docs.example.com/a/b?c=d#e).\n",
+    "- **Item**: text\n- `code` here\n- plain\n",
 ]
 
 # Each falls back to the parser, or must come out the same if the short cut takes it.
@@ -68,6 +71,24 @@ TRICKY = [
     "trailing\n\n\n\n",
     "   \n",
     "",
+    "**a**b\n",
+    "a**b**\n",
+    "**a **\n",
+    "** a**\n",
+    "**a:**.\n",
+    "a ![b](https://e.com/x) d\n",
+    "[a](javascript:alert(1))\n",
+    "[a](/relative)\n",
+    "[a](https://e.com/%zz)\n",
+    "`` x ``\n",
+    "` x `\n",
+    "```\n",
+    "**x**\n**y**\n",
+    "    **indented**\n",
+    "- **a**\n- b  \n",
+    "* **a**\n",
+    "**\n",
+    "(**x**)\n",
 ]
 
 
@@ -100,3 +121,26 @@ def test_random_blocks_render_as_the_parser_does() -> None:
             taken += 1
         assert render(text) == slow(text), repr(text)
     assert taken > 200  # the short cut was exercised, not only the fallback
+
+
+INLINE_PIECES = [
+    "word", "two words", " ", "  ", "**", "`", "[", "]", "(", ")", "!", ":", ".", ",",
+    "https://e.com/a", "[link](https://e.com/x)", "**bold**", "`code`", "*", "_", "<", "&",
+    '"', "'", "\xa0", "é", "\t", "#", "-", "1.", "$", "\\", "~~",
+]  # fmt: skip
+
+
+def test_random_inline_markup_renders_as_the_parser_does() -> None:
+    rng = random.Random(180)
+    taken = 0
+    for _ in range(6000):
+        text = "".join(rng.choice(INLINE_PIECES) for _ in range(rng.randint(1, 10)))
+        fast = inline_simple(text)
+        if fast is not None:
+            taken += 1
+            assert fast == render_inline(text), repr(text)
+        block = text + "\n"
+        assert render(block) == slow(block), repr(block)
+        items = f"- {text}\n- **b** `c`\n"
+        assert render(items) == slow(items), repr(items)
+    assert taken > 500
