@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from django.db.models import Exists, OuterRef
+
 from chatsite.inputs import pk_from
 
 from . import attachment_selectors
@@ -184,12 +186,14 @@ def message_history_for_upstream(
         answer = Message.objects.select_related("conversation").get(pk=answer_id)
     rows = list(
         Message.objects.filter(conversation_id=answer.conversation_id)
+        .annotate(files=Exists(Attachment.objects.filter(message_id=OuterRef("pk"))))
         .order_by("id")
-        .values_list("id", "parent_id", "role", "content", "hidden")
+        .values_list("id", "parent_id", "role", "content", "hidden", "files")
     )
     by_id = {
-        pk: (parent_id, role, content, hidden) for pk, parent_id, role, content, hidden in rows
+        pk: (parent_id, role, content, hidden) for pk, parent_id, role, content, hidden, _ in rows
     }
+    with_files = {row[0] for row in rows if row[5]}
     path: list[int] = []
     node = answer.parent_id
     while node is not None:
@@ -197,11 +201,12 @@ def message_history_for_upstream(
         node = by_id[node][0]
     path.reverse()
     contents: dict[int, Any] = {pk: by_id[pk][2] for pk in path}
-    contents.update(
-        attachment_selectors.with_files(
-            contents=contents, model=answer.model or answer.conversation.model
+    if with_files.intersection(path):  # most conversations have none: no second query
+        contents.update(
+            attachment_selectors.with_files(
+                contents=contents, model=answer.model or answer.conversation.model
+            )
         )
-    )
     chain = [
         {"role": by_id[pk][1], "content": contents[pk]}
         for pk in path

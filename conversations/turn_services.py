@@ -107,10 +107,6 @@ def turn_start(
     now = timezone.now()
     try:
         with transaction.atomic():
-            if client_key:
-                earlier = _turn_for_key(conversation=conversation, client_key=client_key)
-                if earlier is not None:
-                    return earlier
             # Read afresh, in one query: the model, instructions and path may have been
             # changed in another tab since this object was loaded.
             state = (
@@ -126,6 +122,9 @@ def turn_start(
                 .get()
             )
             if state["busy"]:
+                earlier = _turn_for_key(conversation=conversation, client_key=client_key)
+                if earlier is not None:  # the same submission, its answer still streaming
+                    return earlier
                 raise ConversationBusy
             conversation.model = state["model"]
             conversation.system_prompt = state["system_prompt"]
@@ -141,7 +140,8 @@ def turn_start(
                 parent_id = message_selectors.message_path_end(
                     conversation=conversation, leaf_id=state["leaf_id"]
                 )
-            _rate_check(owner_id=conversation.owner_id, new_user_message=True)
+            # Before the limits: a submission seen before (its client key is unique in the
+            # conversation) fails here, and is answered with its earlier turn below.
             user_message = Message.objects.create(
                 conversation=conversation,
                 role=Message.Role.USER,
@@ -149,6 +149,7 @@ def turn_start(
                 client_key=client_key,
                 parent_id=parent_id,
             )
+            _rate_check(owner_id=conversation.owner_id, new_user_message=True)
             linked = attachment_services.attachments_link(
                 message=user_message, ids=attachment_ids, model=model or conversation.model
             )
@@ -210,6 +211,8 @@ def conversation_start(
 
 
 def _turn_for_key(*, conversation: Conversation, client_key: str) -> Turn | None:
+    if not client_key:
+        return None
     user_message = conversation.messages.filter(client_key=client_key).first()
     if user_message is None:
         return None
