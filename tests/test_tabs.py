@@ -297,20 +297,19 @@ async def test_the_final_frame_shows_the_answer_as_a_whole_rendering_would(
 
 
 async def test_checkpoints_get_rarer_under_load_up_to_a_bound(
-    settings: Any, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from conversations.streaming import checkpoints, generation
 
-    settings.CHATSITE_CHECKPOINT_INTERVAL = 1.0
-    settings.CHATSITE_CHECKPOINT_FULL_RATE_ANSWERS = 50
-    settings.CHATSITE_CHECKPOINT_INTERVAL_MAX = 4.0
+    # The defaults: each checkpoint re-indexes the answer so far for search, so from 20
+    # answers in a process they get rarer (a crash then loses up to that much text).
     intervals = {}
     # Stand-ins for running answers: only their number counts here.
-    for n in (1, 50, 100, 1000):
+    for n in (1, 20, 50, 100, 1000):
         stand_ins = {-i: SimpleNamespace(task=None) for i in range(1, n + 1)}
         monkeypatch.setattr(checkpoints, "RUNNING", stand_ins)
         intervals[n] = checkpoints.checkpoint_interval()
-    assert intervals == {1: 1.0, 50: 1.0, 100: 2.0, 1000: 4.0}
+    assert intervals == {1: 1.0, 20: 1.0, 50: 2.5, 100: 4.0, 1000: 4.0}
     assert generation.RUNNING is not stand_ins  # the real registry was never touched
 
 
