@@ -22,7 +22,7 @@ configuration raises ImproperlyConfigured, so the site refuses to start and says
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,27 +68,66 @@ def _variable(provider_id: str, field: str) -> str:
     return f"CHATSITE_OIDC_{provider_id.upper()}_{field}"
 
 
+def _oauth_variable(provider_id: str, field: str) -> str:
+    return f"CHATSITE_OAUTH_{provider_id.upper()}_{field}"
+
+
+def _listed(environ: Mapping[str, str], listing: str, check: Callable[[str], None]) -> list[str]:
+    """The provider ids `listing` names, each checked by `check`, and each once."""
+    ids: list[str] = []
+    for provider_id in filter(None, (item.strip() for item in environ.get(listing, "").split(","))):
+        check(provider_id)
+        if provider_id in ids:
+            raise ImproperlyConfigured(f"{listing} lists {provider_id!r} twice.")
+        ids.append(provider_id)
+    return ids
+
+
+def _required(
+    environ: Mapping[str, str],
+    variable: Callable[[str, str], str],
+    provider_id: str,
+    fields: Sequence[str],
+    *,
+    listing: str,
+) -> dict[str, str]:
+    """A listed provider's variables, every one of them set, or the one missing named."""
+    values = {}
+    for field in fields:
+        value = environ.get(variable(provider_id, field), "").strip()
+        if not value:
+            raise ImproperlyConfigured(
+                f"{variable(provider_id, field)} must be set: {listing} lists {provider_id!r}."
+            )
+        values[field] = value
+    return values
+
+
+def _oidc_id(provider_id: str) -> None:
+    if not PROVIDER_ID.match(provider_id):
+        raise ImproperlyConfigured(
+            f"CHATSITE_OIDC_PROVIDERS: {provider_id!r} is not a provider id "
+            "(lower-case letters and digits, starting with a letter, at most 30)."
+        )
+
+
+def _oauth_kind(provider_id: str) -> None:
+    if provider_id not in OAUTH_KINDS:
+        raise ImproperlyConfigured(
+            f"CHATSITE_OAUTH_PROVIDERS: {provider_id!r} is not an OAuth provider the site "
+            f"offers ({', '.join(OAUTH_KINDS)}); an OpenID Connect provider goes in "
+            "CHATSITE_OIDC_PROVIDERS."
+        )
+
+
 def providers_from_env(environ: Mapping[str, str], *, debug: bool) -> list[OidcProvider]:
     """The providers CHATSITE_OIDC_PROVIDERS lists, each from its own variables."""
-    listed = [item.strip() for item in environ.get("CHATSITE_OIDC_PROVIDERS", "").split(",")]
+    listing = "CHATSITE_OIDC_PROVIDERS"
     providers: list[OidcProvider] = []
-    for provider_id in filter(None, listed):
-        if not PROVIDER_ID.match(provider_id):
-            raise ImproperlyConfigured(
-                f"CHATSITE_OIDC_PROVIDERS: {provider_id!r} is not a provider id "
-                "(lower-case letters and digits, starting with a letter, at most 30)."
-            )
-        if any(p.id == provider_id for p in providers):
-            raise ImproperlyConfigured(f"CHATSITE_OIDC_PROVIDERS lists {provider_id!r} twice.")
-        values = {}
-        for field in ("ISSUER", "CLIENT_ID", "SECRET"):
-            value = environ.get(_variable(provider_id, field), "").strip()
-            if not value:
-                raise ImproperlyConfigured(
-                    f"{_variable(provider_id, field)} must be set: CHATSITE_OIDC_PROVIDERS "
-                    f"lists {provider_id!r}."
-                )
-            values[field] = value
+    for provider_id in _listed(environ, listing, _oidc_id):
+        values = _required(
+            environ, _variable, provider_id, ("ISSUER", "CLIENT_ID", "SECRET"), listing=listing
+        )
         if provider_id in OAUTH_KINDS:
             # allauth knows "github" as its own provider: an OpenID Connect app of that id
             # would be taken for it.
@@ -128,32 +167,14 @@ def _checked_url(value: str, *, variable: str, what: str, debug: bool) -> str:
     return url
 
 
-def _oauth_variable(provider_id: str, field: str) -> str:
-    return f"CHATSITE_OAUTH_{provider_id.upper()}_{field}"
-
-
 def oauth_providers_from_env(environ: Mapping[str, str], *, debug: bool) -> list[OAuthProvider]:
     """The plain OAuth 2 providers CHATSITE_OAUTH_PROVIDERS lists, each from its variables."""
-    listed = [item.strip() for item in environ.get("CHATSITE_OAUTH_PROVIDERS", "").split(",")]
+    listing = "CHATSITE_OAUTH_PROVIDERS"
     providers: list[OAuthProvider] = []
-    for provider_id in filter(None, listed):
-        if provider_id not in OAUTH_KINDS:
-            raise ImproperlyConfigured(
-                f"CHATSITE_OAUTH_PROVIDERS: {provider_id!r} is not an OAuth provider the site "
-                f"offers ({', '.join(OAUTH_KINDS)}); an OpenID Connect provider goes in "
-                "CHATSITE_OIDC_PROVIDERS."
-            )
-        if any(p.id == provider_id for p in providers):
-            raise ImproperlyConfigured(f"CHATSITE_OAUTH_PROVIDERS lists {provider_id!r} twice.")
-        values = {}
-        for field in ("CLIENT_ID", "SECRET"):
-            value = environ.get(_oauth_variable(provider_id, field), "").strip()
-            if not value:
-                raise ImproperlyConfigured(
-                    f"{_oauth_variable(provider_id, field)} must be set: "
-                    f"CHATSITE_OAUTH_PROVIDERS lists {provider_id!r}."
-                )
-            values[field] = value
+    for provider_id in _listed(environ, listing, _oauth_kind):
+        values = _required(
+            environ, _oauth_variable, provider_id, ("CLIENT_ID", "SECRET"), listing=listing
+        )
         default_name, default_url = OAUTH_KINDS[provider_id]
         url = _checked_url(
             environ.get(_oauth_variable(provider_id, "URL"), "").strip() or default_url,
