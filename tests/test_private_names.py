@@ -1,9 +1,11 @@
 """The private names of other libraries that chatsite's code leans on still exist.
 
-chatsite/layers.py subclasses private parts of channels and channels_redis, and
-chatsite/lifecycle.py reaches into Twisted's asyncio reactor. pyproject.toml bounds those
-libraries above; when a bound is raised, this test says at once which name moved, rather
-than a socket or a shutdown failing later in a way that is hard to trace.
+chatsite/layers.py subclasses private parts of channels and channels_redis,
+chatsite/lifecycle.py reaches into Twisted's asyncio reactor, and conversations/upstream_sse.py
+reads the body from aiohttp's buffer under httpx2's wrapper. pyproject.toml bounds those
+libraries above (httpx2 through openai's bound); when a bound is raised, this test says at
+once which name moved, rather than a socket, a shutdown or a read failing later in a way
+that is hard to trace.
 """
 
 from __future__ import annotations
@@ -97,7 +99,9 @@ async def test_the_sdk_aiohttp_response_body_upstream_reads_still_exists() -> No
     assert callable(aiohttp.StreamReader._read_nowait_chunk)
 
 
-@pytest.mark.parametrize("package", ["channels", "channels-redis", "twisted", "daphne", "openai"])
+@pytest.mark.parametrize(
+    "package", ["channels", "channels-redis", "twisted", "daphne", "openai", "aiohttp"]
+)
 def test_libraries_whose_internals_we_use_have_an_upper_bound(package: str) -> None:
     from pathlib import Path
 
