@@ -43,6 +43,11 @@ def pdf(pages: list[str], *, bomb_bytes: int = 0) -> bytes:
                 f"<< /Length {len(stream)} >>\nstream\n".encode() + stream + b"\nendstream"
             )
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    return _pdf_file(objects)
+
+
+def _pdf_file(objects: list[bytes]) -> bytes:
+    """A PDF file of these numbered objects (the first the catalog), with its xref table."""
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")
     offsets = []
@@ -109,20 +114,7 @@ def operator_bomb_pdf(pages: int = 100, operators: int = 400_000) -> bytes:
         b"/Resources << /Font << /F1 4 0 R >> >> >>"
     )
     objects += [page] * pages
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(f"{number} 0 obj\n".encode() + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
-    for offset in offsets:
-        out.write(f"{offset:010d} 00000 n \n".encode())
-    out.write(
-        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    )
-    return out.getvalue()
+    return _pdf_file(objects)
 
 
 def mpo(width: int = 40, height: int = 30) -> bytes:
