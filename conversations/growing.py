@@ -17,8 +17,6 @@ from html import escape
 from .code_blocks import code_block, language
 from .formulas import CLOSING
 from .rendering import (
-    BLOCK_LINE,
-    NOT_PLAIN,
     inline_simple,
     opens_nothing,
     render,
@@ -30,15 +28,12 @@ _FENCE_START = re.compile(r"^ {0,3}(`{3,}|~{3,})([^\n`]*)\n")
 
 
 def render_tail(text: str) -> str:
-    """render() for the block still growing at the end of a streaming answer: the same
-    HTML for a plain paragraph and the code of a fence still open, without the parser
-    (most frames of most answers); any other block goes through render(). A finished
-    block is always rendered whole by render(), highlighting included."""
+    """render() for the block still growing at the end of a streaming answer: the code
+    of a fence still open without highlighting; any other block goes through render()
+    (which writes a plain paragraph without the parser). A finished block is always
+    rendered whole by render(), highlighting included."""
     if not text.strip():
         return ""
-    if not NOT_PLAIN.search(text) and not BLOCK_LINE.search(text):
-        lines = "\n".join(line.strip() for line in text.strip().split("\n"))
-        return f"<p>{escape(lines, quote=False)}</p>\n"
     fence = _FENCE_START.match(text)
     if fence is not None:
         code = text[fence.end() :]

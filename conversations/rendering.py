@@ -117,8 +117,8 @@ def sanitize(html: str) -> str:
 # Text that CommonMark (+ tables, strikethrough, formulas; raw HTML, linkify and
 # typographer off) can only read as plain words: no inline syntax, no hard break, no
 # blank line, and no line that could open or underline a block.
-NOT_PLAIN = re.compile(r"[\\`*_\[\]<>&~|$]| \n|\n[ \t]*\n")
-BLOCK_LINE = re.compile(r"^(?: {0,3}[\t#>+*=\d`~-]| {4})", re.MULTILINE)
+_NOT_PLAIN = re.compile(r"[\\`*_\[\]<>&~|$]| \n|\n[ \t]*\n")
+_BLOCK_LINE = re.compile(r"^(?: {0,3}[\t#>+*=\d`~-]| {4})", re.MULTILINE)
 _HEADING = re.compile(r"^(#{1,6}) ([^#\n]*)\n*$")
 _BULLET_ITEM = re.compile(r"^([-*+]) ([^\n]*)$", re.MULTILINE)
 
@@ -127,8 +127,8 @@ def _plain(text: str) -> bool:
     """Words only: what the parser and the cleaner give back escaped, and nothing else
     (no control, format or non-ASCII space character, which either may rewrite)."""
     return (
-        not NOT_PLAIN.search(text)
-        and not BLOCK_LINE.search(text)
+        not _NOT_PLAIN.search(text)
+        and not _BLOCK_LINE.search(text)
         and text.replace("\n", "").isprintable()
     )
 
@@ -223,7 +223,7 @@ def opens_nothing(line: str) -> bool:
         return first[2:3].isalnum()
     if first.startswith("`"):
         return not first.startswith("``")
-    return not BLOCK_LINE.match(first)
+    return not _BLOCK_LINE.match(first)
 
 
 def render(text: str) -> str:
