@@ -152,17 +152,6 @@ def record_message(*, user_id: int) -> None:
     UsageEvent.objects.create(user_id=user_id, kind=UsageEvent.Kind.MESSAGE)
 
 
-def requests_since(*, user_id: int, seconds: float, limit: int) -> list[datetime]:
-    """When the user's latest requests for an answer were made (newest first, at most
-    `limit`), within the last `seconds`."""
-    since = timezone.now() - timedelta(seconds=seconds)
-    return list(
-        UsageEvent.objects.filter(user_id=user_id, kind=UsageEvent.Kind.MESSAGE, at__gte=since)
-        .order_by("-at")
-        .values_list("at", flat=True)[:limit]
-    )
-
-
 def record_tokens(*, user_id: int, model: str, tokens: int, estimated: bool) -> None:
     if tokens <= 0:
         return

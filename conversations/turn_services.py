@@ -22,7 +22,13 @@ from django.utils import timezone
 from accounts import quotas
 from chatsite.types import Account
 
-from . import attachment_selectors, attachment_services, attachments, message_selectors
+from . import (
+    attachment_selectors,
+    attachment_services,
+    attachments,
+    message_selectors,
+    usage_selectors,
+)
 from .models import Conversation, Message
 from .services import (
     ConversationBusy,
@@ -51,10 +57,9 @@ def _rate_check(*, owner_id: int, new_user_message: bool) -> None:
     as expensive as a message, and an unlimited one would let a loop of them escape
     both the rate limit and the daily quota."""
     limits = quotas.limits_for(user_id=owner_id)
-    concurrent = limits.concurrent_answers
-    streaming = Message.objects.filter(
-        conversation__owner_id=owner_id, status=Message.Status.STREAMING
-    ).count()
+    per_minute = settings.CHATSITE_MESSAGES_PER_MINUTE
+    load = usage_selectors.user_answer_load(user_id=owner_id, seconds=60, nth=per_minute)
+    concurrent, streaming = limits.concurrent_answers, load.streaming
     if concurrent and streaming >= concurrent:
         raise RateLimited(
             f"You already have {streaming} answer{'s' if streaming != 1 else ''} being "
@@ -63,12 +68,10 @@ def _rate_check(*, owner_id: int, new_user_message: bool) -> None:
     refusal = quotas.check(user_id=owner_id, limits=limits)
     if refusal is not None:
         raise RateLimited(refusal.message, retry_after=refusal.retry_after)
-    per_minute = settings.CHATSITE_MESSAGES_PER_MINUTE
-    if not per_minute:
-        return
-    recent = quotas.requests_since(user_id=owner_id, seconds=60, limit=per_minute)
-    if len(recent) >= per_minute:
-        wait = math.ceil((recent[-1] + timedelta(seconds=60) - timezone.now()).total_seconds())
+    if load.nth_recent_at is not None:  # per_minute requests in the last minute already
+        wait = math.ceil(
+            (load.nth_recent_at + timedelta(seconds=60) - timezone.now()).total_seconds()
+        )
         wait = max(wait, 1)
         plural = "s" if per_minute != 1 else ""
         what = (

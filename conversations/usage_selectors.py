@@ -1,16 +1,19 @@
 """Reads of usage: tokens of a conversation's answers, a user's answers and tokens this
-month (reported or estimated), and the operator's site-wide counts (answers streaming now,
+month (reported or estimated), what a user has asked for lately (answers being written,
+requests in the last minute), and the operator's site-wide counts (answers streaming now,
 verdicts per model)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from accounts.models import UsageEvent
 from chatsite.types import Visitor, visitor_id
@@ -24,6 +27,61 @@ def usage_for_conversation(*, conversation: Conversation) -> dict[str, int]:
         prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens")
     )
     return {"prompt": totals["prompt"] or 0, "completion": totals["completion"] or 0}
+
+
+@dataclass(frozen=True)
+class AnswerLoad:
+    """What a user has asked of the upstream lately, as the limits on answers count it."""
+
+    streaming: int  # the user's answers being written now, in any conversation
+    # When the user's `nth` newest request for an answer within the window was made;
+    # None when there were fewer (or no window was asked for).
+    nth_recent_at: datetime | None
+
+
+_STREAMING = (
+    "SELECT COUNT(*) FROM conversations_message m"
+    " INNER JOIN conversations_conversation c ON c.id = m.conversation_id"
+    " WHERE c.owner_id = %s AND m.status = %s"
+)
+_NTH_RECENT = (
+    "SELECT u.at FROM accounts_usageevent u"
+    " WHERE u.user_id = %s AND u.kind = %s AND u.at >= %s"
+    " ORDER BY u.at DESC LIMIT 1 OFFSET %s"
+)
+
+
+def user_answer_load(*, user_id: int, seconds: float, nth: int) -> AnswerLoad:
+    """The user's answers being written, and their `nth` newest request of the last
+    `seconds`, in one query. It runs before every answer, while the reader waits for
+    the first token: Django took longer to build the two querysets this replaces than
+    the database took to run them (0.6 ms each, against 0.08 ms for the query itself)."""
+    if nth <= 0:
+        sql = f"SELECT ({_STREAMING}), NULL"
+        params: list[Any] = [user_id, Message.Status.STREAMING]
+    else:
+        since = connection.ops.adapt_datetimefield_value(
+            timezone.now() - timedelta(seconds=seconds)
+        )
+        sql = f"SELECT ({_STREAMING}), ({_NTH_RECENT})"
+        params = [user_id, Message.Status.STREAMING]
+        params += [user_id, UsageEvent.Kind.MESSAGE, since, nth - 1]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        streaming, at = cursor.fetchone()
+    return AnswerLoad(streaming=streaming, nth_recent_at=_aware(at))
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    # PostgreSQL returns an aware datetime; SQLite the text Django stored, in UTC.
+    if isinstance(value, str):
+        parsed = parse_datetime(value)
+        if parsed is None:
+            raise ValueError(f"not a stored datetime: {value!r}")
+        value = parsed
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
+    return value
 
 
 # Tokens the upstream did not report are estimated at this many characters a token, as

@@ -24,14 +24,14 @@ def start(conversation: Conversation, text: str) -> turns._Prepared:
     )
 
 
-def test_a_turn_starts_in_twelve_queries_first_or_later(
+def test_a_turn_starts_in_eleven_queries_first_or_later(
     django_assert_max_num_queries: Any,
 ) -> None:
     conversation = services.conversation_create(owner=make_user(), model="fake-model")
-    with django_assert_max_num_queries(12):  # BEGIN and COMMIT included
+    with django_assert_max_num_queries(11):  # BEGIN and COMMIT included
         first = start(conversation, "hello there")
     conversation.messages.filter(status="streaming").update(status="complete")
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(11):
         second = start(conversation, "and again")
     assert [m["content"] for m in second.history] == ["hello there", "and again"]
     assert first.question is not None
