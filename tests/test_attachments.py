@@ -365,20 +365,26 @@ async def test_an_edited_message_keeps_its_files_and_a_regenerate_sends_them_aga
     await socket.close()
 
 
-# --- deletion -------------------------------------------------------------------------------
-def sent_attachment(user: Any, name: str = "a.txt") -> Conversation:
-    """A conversation whose first message carries a file (saved as a turn would)."""
+def turn_with_files(user: Any, text: str, chips: list[str]) -> Any:
+    """The first turn of a new conversation, its message carrying these files."""
     from conversations import turn_services
 
-    chip = uploaded_id(upload(client_for(user), name, b"kept"))
-    turn = turn_services.conversation_start(
+    return turn_services.conversation_start(
         owner=user,
         model="fake-model",
         system_prompt="",
-        text="hello",
+        text=text,
         generation_channel="",
-        attachment_ids=[chip],
+        attachment_ids=chips,
     )
+
+
+# --- deletion -------------------------------------------------------------------------------
+def sent_attachment(user: Any, name: str = "a.txt") -> Conversation:
+    """A conversation whose first message carries a file (saved as a turn would)."""
+
+    chip = uploaded_id(upload(client_for(user), name, b"kept"))
+    turn = turn_with_files(user, "hello", [chip])
     Message.objects.filter(pk=turn.answer.pk).update(status="complete")
     return turn.user_message.conversation
 
@@ -446,8 +452,6 @@ def test_files_go_out_with_the_export_and_come_back_with_the_import(
     import io
     import zipfile
 
-    from conversations import turn_services
-
     settings.CHATSITE_VISION_MODELS = ["*"]
     alice = make_user("alice")
     client = client_for(alice)
@@ -456,14 +460,7 @@ def test_files_go_out_with_the_export_and_come_back_with_the_import(
         uploaded_id(upload(client, "report.pdf", files.pdf(["Spring tides are higher"]))),
         uploaded_id(upload(client, "chart.png", files.png(5, 2))),
     ]
-    turn = turn_services.conversation_start(
-        owner=alice,
-        model="fake-model",
-        system_prompt="",
-        text="Look at these",
-        generation_channel="",
-        attachment_ids=chips,
-    )
+    turn = turn_with_files(alice, "Look at these", chips)
     Message.objects.filter(pk=turn.answer.pk).update(status="complete", content="Seen.")
     original = turn.user_message.conversation
     exported = client.get(f"/conversations/{original.public_id}/export.json").content
@@ -757,21 +754,14 @@ def test_a_file_name_keeps_no_line_breaks_nor_invisible_characters(given: str, s
 
 
 def test_only_the_most_recent_images_go_with_a_request(settings: Any) -> None:
-    from conversations import message_selectors, turn_services
+    from conversations import message_selectors
 
     settings.CHATSITE_VISION_MODELS = ["*"]
     settings.CHATSITE_ATTACHMENT_IMAGES_PER_REQUEST = 2
     alice = make_user("alice")
     client = client_for(alice)
     chips = [uploaded_id(upload(client, f"{n}.png", files.png(3 + n, 2))) for n in (1, 2, 3)]
-    turn = turn_services.conversation_start(
-        owner=alice,
-        model="fake-model",
-        system_prompt="",
-        text="Compare them",
-        generation_channel="",
-        attachment_ids=chips,
-    )
+    turn = turn_with_files(alice, "Compare them", chips)
     content = message_selectors.message_history_for_upstream(answer_id=turn.answer.pk)[-1][
         "content"
     ]
