@@ -63,3 +63,45 @@ def test_old_conversations_get_paths_and_a_search_index() -> None:
     assert [r.title for r in selectors.conversation_search(user=user, query="greenhouse")] == [
         "Greenhouse"
     ]
+
+
+def test_answers_streaming_at_the_migration_are_indexed_when_they_end() -> None:
+    from conversations import services
+
+    user = make_user("mid-answer")
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    before = [("conversations", "0013_shared_attachment")]
+    executor = _migrate(before)
+    try:
+        old = executor.loader.project_state(before).apps
+        conversation = old.get_model("conversations", "Conversation").objects.create(
+            owner_id=user.pk, model="m", title="Orchard"
+        )
+        OldMessage = old.get_model("conversations", "Message")
+        question = OldMessage.objects.create(
+            conversation=conversation, role="user", content="which fruit"
+        )
+        answer = OldMessage.objects.create(
+            conversation=conversation,
+            role="assistant",
+            status="streaming",
+            content="a medlar, half",
+            parent=question,
+        )
+    finally:
+        _migrate(latest)
+
+    def found(word: str) -> list[str]:
+        return [r.title for r in selectors.conversation_search(user=user, query=word)]
+
+    assert found("which") == ["Orchard"]
+    assert found("medlar") == []  # streaming: indexed when it ends
+    services.message_finalize(message_id=answer.pk, content="a medlar, ripe", status="complete")
+    assert found("medlar") == ["Orchard"]
+    assert found("half") == []
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:  # raises if the index and the text disagree
+            cursor.execute(
+                "INSERT INTO conversations_message_fts(conversations_message_fts, rank)"
+                " VALUES ('integrity-check', 1)"
+            )

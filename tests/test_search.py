@@ -139,12 +139,21 @@ def test_the_index_follows_every_write() -> None:
     alice = make_user("alice")
     conversation = services.conversation_create(owner=alice, model="m")
     turn = turn_services.turn_start(conversation=conversation, text="hello", generation_channel="c")
-    # A streaming checkpoint is searchable at once.
+    # The question at once; the answer's words when it ends, not at each checkpoint.
+    assert _titles(alice, "hello") == ["hello"]
     services.message_checkpoint(message_id=turn.answer.pk, content="half a pomegranate")
-    assert _titles(alice, "pomegranate") == ["hello"]
-    services.message_finalize(message_id=turn.answer.pk, content="a quince", status="complete")
     assert _titles(alice, "pomegranate") == []
+    services.message_finalize(
+        message_id=turn.answer.pk, content="half a pomegranate, a quince", status="complete"
+    )
+    assert _titles(alice, "pomegranate") == ["hello"]
     assert _titles(alice, "quince") == ["hello"]
+    # An answer its process left streaming (a crash) is indexed when it is marked so.
+    later = turn_services.turn_start(conversation=conversation, text="more", generation_channel="c")
+    services.message_checkpoint(message_id=later.answer.pk, content="a medlar, half")
+    assert _titles(alice, "medlar") == []
+    assert services.message_interrupt_stale(older_than=-1)
+    assert _titles(alice, "medlar") == ["hello"]
     services.conversation_rename(conversation=conversation, title="Fruit talk")
     assert _titles(alice, "fruit") == ["Fruit talk"]
     services.conversation_delete(conversation=conversation)

@@ -49,9 +49,9 @@ async def checkpoints_write() -> int:
 
 
 def checkpoint_interval() -> float:
-    """Seconds between two checkpoints: longer under load, as frames get coarser. Each
-    checkpoint re-indexes the whole text so far for search (SQLite's FTS5), so its cost
-    grows with the answer; under load a crash loses a little more text instead."""
+    """Seconds between two checkpoints: longer under load, as frames get coarser; under
+    load a crash loses a little more text instead. (A checkpoint no longer re-indexes
+    the answer for search: that waits for its end, migration 0014.)"""
     base = settings.CHATSITE_CHECKPOINT_INTERVAL
     load = len(RUNNING) / max(1, settings.CHATSITE_CHECKPOINT_FULL_RATE_ANSWERS)
     return min(max(base, settings.CHATSITE_CHECKPOINT_INTERVAL_MAX), base * max(1.0, load))
