@@ -16,7 +16,11 @@ tsvector is generated from the same expression (a column's expression cannot be 
 before PostgreSQL 17: it is dropped and added again, its index with it).
 """
 
+import importlib
+
 from django.db import migrations
+
+search = importlib.import_module("conversations.migrations.0006_search")
 
 _INDEXED_NEW = "CASE WHEN new.status = 'streaming' THEN '' ELSE new.content END"
 _INDEXED_OLD = "CASE WHEN old.status = 'streaming' THEN '' ELSE old.content END"
@@ -55,25 +59,8 @@ REBUILD = [
     SELECT id, '' FROM conversations_message WHERE status = 'streaming'""",
 ]
 # Before this migration: 0006's triggers, and every text indexed as it is.
-OLD_TRIGGERS = [
-    """CREATE TRIGGER conversations_message_fts_insert AFTER INSERT ON conversations_message
-    BEGIN
-        INSERT INTO conversations_message_fts(rowid, content) VALUES (new.id, new.content);
-    END""",
-    """CREATE TRIGGER conversations_message_fts_delete AFTER DELETE ON conversations_message
-    BEGIN
-        INSERT INTO conversations_message_fts(conversations_message_fts, rowid, content)
-        VALUES ('delete', old.id, old.content);
-    END""",
-    """CREATE TRIGGER conversations_message_fts_update
-    AFTER UPDATE OF content ON conversations_message
-    BEGIN
-        INSERT INTO conversations_message_fts(conversations_message_fts, rowid, content)
-        VALUES ('delete', old.id, old.content);
-        INSERT INTO conversations_message_fts(rowid, content) VALUES (new.id, new.content);
-    END""",
-]
-OLD_REBUILD = REBUILD[:1]
+OLD_TRIGGERS = [t for t in search.TRIGGERS if "conversations_message_fts" in t]
+OLD_REBUILD = [r for r in search.REBUILD if "conversations_message_fts" in r]
 
 
 def _vector(expression: str) -> list[str]:
